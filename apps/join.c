@@ -1,0 +1,31 @@
+/*
+ * join.c - the join app kind: the body runs on a client-side thread and
+ * hands back futures; the DFK resolves the join when they are done.
+ */
+#include <errno.h>
+
+#include <cparsl/plugin.h>
+
+static int join_check(const cparsl_app_t *app, cparsl_error_t *err)
+{
+    if (!app->join)
+        return cparsl_error_set(err, -EINVAL, "join app without a body");
+    return 0;
+}
+
+static int join_run(cparsl_exec_t *e)
+{
+    const cparsl_app_t *app = e->args.app;
+    int rc = app->join(&e->args, &e->join, &e->error);
+    if (rc < 0 && e->error.code == 0)
+        cparsl_error_set(&e->error, rc, "join app '%s' failed: %s",
+                         app->name, cparsl_strerror(rc));
+    return e->error.code;
+}
+
+const struct cparsl_app_kind cparsl_appkind_join = {
+    .name = CPARSL_KIND_JOIN,
+    .flags = CPARSL_APPKIND_CLIENT,
+    .check = join_check,
+    .run = join_run,
+};

@@ -1,0 +1,898 @@
+/*
+ * dfk.c - the dataflow kernel: one thread that owns every task's state.
+ *
+ * Users, executors and client threads post tasks to one inbound queue
+ * (EV_SUBMIT for a new task, EV_DONE for a finished try).  The DFK thread
+ * takes the whole queue at once, links each new task into the futures it
+ * waits on, launches the tasks whose dependencies are met in one batch per
+ * executor, and turns finished tries into results, retries or failures.
+ *
+ * Completing a future can make other tasks ready or failed, which can
+ * complete more futures: that is a work list here, never recursion, so a
+ * 100,000-link chain that fails at its root unwinds in a loop.
+ *
+ * When the queue is empty the thread polls a flag for a short window and
+ * then sleeps on a condition variable; producers signal only a sleeping
+ * DFK, so a busy pipeline costs no syscalls.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+cparsl__dfk_t *cparsl__dfk;
+
+/* How long the DFK thread polls for new work before it sleeps. */
+#define DFK_POLL_NS 50000
+
+static const char *const state_names[CPARSL_STATE_COUNT] = {
+    [CPARSL_UNSCHED] = "unsched",
+    [CPARSL_PENDING] = "pending",
+    [CPARSL_LAUNCHED] = "launched",
+    [CPARSL_RUNNING] = "running",
+    [CPARSL_RUNNING_ENDED] = "running_ended",
+    [CPARSL_JOINING] = "joining",
+    [CPARSL_EXEC_DONE] = "exec_done",
+    [CPARSL_MEMO_DONE] = "memo_done",
+    [CPARSL_FAILED] = "failed",
+    [CPARSL_DEP_FAIL] = "dep_fail",
+    [CPARSL_FAIL_RETRYABLE] = "fail_retryable",
+};
+
+const char *cparsl_state_name(cparsl_state_t s)
+{
+    return (unsigned)s < CPARSL_STATE_COUNT ? state_names[s] : "unknown";
+}
+
+static bool state_final(cparsl_state_t s)
+{
+    return s == CPARSL_EXEC_DONE || s == CPARSL_MEMO_DONE ||
+           s == CPARSL_FAILED || s == CPARSL_DEP_FAIL;
+}
+
+/* ---- per-batch scratch (DFK thread only) ------------------------------- */
+
+static struct {
+    cparsl__task_t **v;
+    size_t n, cap;
+} releases;
+static size_t finals_in_batch;
+
+static void vec_push(void ***v, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        void **nv = realloc(*v, ncap * sizeof *nv);
+        if (!nv) {
+            /* Out of memory on the DFK thread leaves no way to go on
+             * safely; say so before stopping. */
+            CPARSL_LOG(CPARSL_LOG_ERROR, "dfk", "out of memory");
+            abort();
+        }
+        *v = nv;
+        *cap = ncap;
+    }
+    (*v)[(*n)++] = p;
+}
+
+/* ---- states and the store ---------------------------------------------- */
+
+static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
+{
+    cparsl_state_t from = t->state;
+    t->state = to;
+    atomic_fetch_add_explicit(&d->counts[to], 1, memory_order_relaxed);
+    if (t->fut.kind != TK_APP)
+        return;
+    cparsl_task_event_t ev = {
+        .task_id = t->fut.id,
+        .app = t->app ? t->app->name : NULL,
+        .executor = t->executor ? t->executor->label : NULL,
+        .from = from,
+        .to = to,
+        .try_no = t->exec.args.try_no,
+        .t_ns = cparsl_now_ns(),
+        .exec = state_final(to) ? &t->exec : NULL,
+    };
+    d->store_ops->task_event(d->store, &ev);
+}
+
+static void live_add(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    t->live_prev = NULL;
+    t->live_next = d->live;
+    if (d->live)
+        d->live->live_prev = t;
+    d->live = t;
+    t->on_live = true;
+    d->nlive++;
+}
+
+static void live_remove(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    if (!t->on_live)
+        return;
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else
+        d->live = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    t->on_live = false;
+    d->nlive--;
+}
+
+/* The DFK lets go of a task once it is final and no dependency node of it
+ * is still linked into another future (an 'any' finishes early). */
+static void maybe_release(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    if (!t->dfk_ref || !state_final(t->state) || t->pending > 0)
+        return;
+    if (atomic_load_explicit(&t->fut.state, memory_order_relaxed) !=
+        FUT_DONE)
+        return; /* still on the work list; released after publishing */
+    t->dfk_ref = false;
+    live_remove(d, t);
+    vec_push((void ***)&releases.v, &releases.n, &releases.cap, t);
+}
+
+/* Record the outcome and queue the future for publishing. */
+static void complete(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
+{
+    set_state(d, t, to);
+    finals_in_batch++;
+    if (d->nwork == d->capwork) {
+        size_t cap = d->capwork ? d->capwork * 2 : 1024;
+        cparsl_future_t **w = realloc(d->work, cap * sizeof *w);
+        if (!w) {
+            CPARSL_LOG(CPARSL_LOG_ERROR, "dfk", "out of memory");
+            abort();
+        }
+        d->work = w;
+        d->capwork = cap;
+    }
+    d->work[d->nwork++] = &t->fut;
+}
+
+static void fail_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to,
+                      int code, const char *text)
+{
+    cparsl__future_set_error(&t->fut, code, text);
+    complete(d, t, to);
+}
+
+/* ---- naming tasks in messages -------------------------------------------- */
+
+/* The app task behind a future: itself, or a DataFuture's producer. */
+static cparsl__task_t *producer(cparsl_future_t *f)
+{
+    cparsl__task_t *t = task_of(f);
+    if (f->kind == TK_DATA && t->ndeps == 1)
+        return task_of(t->deps[0].on);
+    return t;
+}
+
+static int describe(cparsl_future_t *f, char *buf, size_t cap)
+{
+    cparsl__task_t *p = producer(f);
+    if (p->fut.kind == TK_APP)
+        return snprintf(buf, cap, "task %llu (app '%s')",
+                        (unsigned long long)p->fut.id,
+                        p->app ? p->app->name : "?");
+    return snprintf(buf, cap, "a %s future",
+                    p->fut.kind == TK_ALL ? "future_all" : "composite");
+}
+
+/* "task 3 (app 'f'), task 9 (app 'g') and 2 more; first error: ..." */
+static void failed_deps_text(cparsl__task_t *t, uint8_t where, char *buf,
+                             size_t cap)
+{
+    size_t len = 0, shown = 0, more = 0;
+    cparsl_future_t *first = NULL;
+    buf[0] = '\0';
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        cparsl__dep_t *dep = &t->deps[i];
+        if ((where != 0xff && dep->where != where) || !dep->on->errcode)
+            continue;
+        if (!first)
+            first = dep->on;
+        if (shown == 4) {
+            more++;
+            continue;
+        }
+        if (len < cap)
+            len += snprintf(buf + len, cap - len, "%s", shown ? ", " : "");
+        if (len < cap)
+            len += describe(dep->on, buf + len, cap - len);
+        shown++;
+    }
+    if (more && len < cap)
+        len += snprintf(buf + len, cap - len, " and %zu more", more);
+    if (first && len < cap)
+        snprintf(buf + len, cap - len, "; first error: %s",
+                 first->errtext ? first->errtext : "?");
+}
+
+/* ---- dependencies ---------------------------------------------------------- */
+
+static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t);
+
+static void dep_fire(cparsl__dfk_t *d, cparsl__dep_t *dep)
+{
+    cparsl__task_t *t = dep->task;
+    cparsl_future_t *on = dep->on;
+    dep->fired = 1;
+    if (on->errcode) {
+        t->failed_deps++;
+    } else if (dep->where == DEP_ARG) {
+        /* Borrow: the task holds a reference on 'on' until it dies. */
+        t->argv[dep->index].value = on->value;
+        t->argv[dep->index].value.owned = 0;
+    } else if (dep->where == DEP_FILE) {
+        t->files[dep->index] = on->value;
+        t->files[dep->index].owned = 0;
+    }
+    if (t->fut.kind == TK_ANY && t->any_index < 0) {
+        t->any_index = dep->index;
+        t->fut.value = cparsl_int(dep->index);
+        complete(d, t, CPARSL_EXEC_DONE);
+    }
+    if (--t->pending == 0)
+        deps_ready(d, t);
+}
+
+/* Link 'from'..ndeps of t into the futures they wait on; fire those that
+ * are already done.  Returns true if some were left pending. */
+static void deps_link(cparsl__dfk_t *d, cparsl__task_t *t, uint32_t from)
+{
+    /* Count first so a dependency that fires at once cannot bring the
+     * counter to zero while others are still being linked. */
+    t->pending += t->ndeps - from + 1;
+    for (uint32_t i = from; i < t->ndeps; i++) {
+        cparsl__dep_t *dep = &t->deps[i];
+        dep->task = t;
+        if (atomic_load_explicit(&dep->on->state, memory_order_acquire) ==
+            FUT_DONE) {
+            dep_fire(d, dep);
+        } else {
+            dep->next = dep->on->dependents;
+            dep->on->dependents = dep;
+        }
+    }
+    if (--t->pending == 0)
+        deps_ready(d, t);
+}
+
+/* ---- launching ------------------------------------------------------------ */
+
+static void client_run(cparsl__work_t *w);
+
+static bool label_allowed(const char *labels, const char *label)
+{
+    if (!labels || !*labels || strcmp(labels, "all") == 0)
+        return true;
+    size_t n = strlen(label);
+    for (const char *p = labels; *p;) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        if ((size_t)(e - p) == n && strncmp(p, label, n) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+static cparsl_executor_t *pick_executor(cparsl__dfk_t *d, cparsl__task_t *t,
+                                        size_t *idx)
+{
+    const char *labels = t->executors ? t->executors : t->app->executors;
+    for (size_t k = 0; k < d->nexecutors; k++) {
+        size_t i = (d->rr + k) % d->nexecutors;
+        if (label_allowed(labels, d->executors[i]->label)) {
+            d->rr = i + 1;
+            *idx = i;
+            return d->executors[i];
+        }
+    }
+    return NULL;
+}
+
+static void launch(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    cparsl_exec_t *e = &t->exec;
+    e->t_launch = cparsl_now_ns();
+    if (t->appkind->flags & CPARSL_APPKIND_CLIENT) {
+        set_state(d, t, CPARSL_LAUNCHED);
+        t->work.fn = client_run;
+        cparsl__clientpool_post(&t->work);
+        return;
+    }
+    size_t idx = 0;
+    cparsl_executor_t *ex = pick_executor(d, t, &idx);
+    if (!ex) {
+        char have[256];
+        size_t len = 0;
+        have[0] = '\0';
+        for (size_t i = 0; i < d->nexecutors && len < sizeof have; i++)
+            len += snprintf(have + len, sizeof have - len, "%s%s",
+                            i ? ", " : "", d->executors[i]->label);
+        char msg[512];
+        snprintf(msg, sizeof msg,
+                 "no executor labelled '%s' for app '%s' (have: %s)",
+                 t->executors ? t->executors : t->app->executors,
+                 t->app->name, have);
+        fail_task(d, t, CPARSL_FAILED, CPARSL_EEXECUTOR, msg);
+        return;
+    }
+    t->executor = ex;
+    set_state(d, t, CPARSL_LAUNCHED);
+    struct launch_batch *b = &d->batches[idx];
+    vec_push((void ***)&b->v, &b->n, &b->cap, e);
+}
+
+static void flush_launches(cparsl__dfk_t *d)
+{
+    for (size_t i = 0; i < d->nexecutors; i++) {
+        struct launch_batch *b = &d->batches[i];
+        if (b->n == 0)
+            continue;
+        cparsl_executor_t *ex = d->executors[i];
+        int rc = ex->ops->submit(ex, b->v, b->n);
+        if (rc < 0) {
+            /* The executor took none of them: each try fails (and may be
+             * retried, perhaps elsewhere). */
+            for (size_t k = 0; k < b->n; k++) {
+                cparsl_exec_t *e = b->v[k];
+                cparsl_error_set(&e->error, rc,
+                                 "executor '%s' refused the task: %s",
+                                 ex->label, cparsl_strerror(rc));
+                cparsl__dfk_post(d, task_of_exec(e), EV_DONE);
+            }
+        }
+        b->n = 0;
+    }
+}
+
+static void prepare_exec(cparsl__task_t *t)
+{
+    cparsl_exec_t *e = &t->exec;
+    e->args.app = t->app;
+    e->args.task_id = t->fut.id;
+    e->args.npos = t->npos;
+    e->args.pos = t->argv;
+    e->args.nnamed = t->nargs - t->npos;
+    e->args.named = t->argv + t->npos;
+    e->args.ninputs = t->ninputs;
+    e->args.inputs = t->files;
+    e->args.noutputs = t->nfiles - t->ninputs;
+    e->args.outputs = t->files + t->ninputs;
+    e->walltime = t->call_walltime >= 0 ? t->call_walltime : t->app->walltime;
+}
+
+/* An app task whose dependencies have all fired. */
+static void app_ready(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    char msg[CPARSL_ERROR_TEXT];
+    if (t->failed_deps) {
+        char what[400];
+        failed_deps_text(t, 0xff, what, sizeof what);
+        snprintf(msg, sizeof msg, "dependency failure: %s", what);
+        fail_task(d, t, CPARSL_DEP_FAIL, CPARSL_EDEPFAIL, msg);
+        return;
+    }
+    for (uint32_t i = 0; i < t->ninputs; i++) {
+        cparsl_value_t *v = &t->files[i];
+        if (v->type == CPARSL_T_STRING)
+            v->type = CPARSL_T_FILE;
+        if (v->type != CPARSL_T_FILE) {
+            snprintf(msg, sizeof msg,
+                     "input %u of app '%s' is a future whose value is %s, "
+                     "not a file",
+                     i, t->app->name, cparsl_type_name(v->type));
+            fail_task(d, t, CPARSL_FAILED, CPARSL_EARGS, msg);
+            return;
+        }
+    }
+    prepare_exec(t);
+    if (cparsl_exec_check_signature(&t->exec) < 0) {
+        /* A type mismatch is the same on every try: no retry. */
+        fail_task(d, t, CPARSL_FAILED, t->exec.error.code,
+                  t->exec.error.text);
+        return;
+    }
+    launch(d, t);
+}
+
+static void join_finish(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    cparsl_join_t *j = &t->exec.join;
+    if (t->failed_deps) {
+        char what[400], msg[CPARSL_ERROR_TEXT];
+        failed_deps_text(t, DEP_JOIN, what, sizeof what);
+        snprintf(msg, sizeof msg, "join app '%s' (task %llu): inner %s failed",
+                 t->app->name, (unsigned long long)t->fut.id, what);
+        fail_task(d, t, CPARSL_FAILED, CPARSL_EJOIN, msg);
+        return;
+    }
+    if (j->mode == 1) {
+        t->fut.value = j->fs[0]->value; /* borrowed; we hold fs[0] */
+        t->fut.value.owned = 0;
+    } else if (j->n == 0) {
+        t->fut.value = cparsl_list(NULL, 0);
+    } else {
+        cparsl_value_t *items = cparsl_value_new_list(&t->fut.value, j->n);
+        if (!items) {
+            fail_task(d, t, CPARSL_FAILED, -ENOMEM,
+                      "out of memory building a join's list");
+            return;
+        }
+        for (size_t i = 0; i < j->n; i++) {
+            items[i] = j->fs[i]->value;
+            items[i].owned = 0;
+        }
+    }
+    complete(d, t, CPARSL_EXEC_DONE);
+}
+
+static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    switch (t->fut.kind) {
+    case TK_APP:
+        if (t->state == CPARSL_JOINING)
+            join_finish(d, t);
+        else
+            app_ready(d, t);
+        break;
+    case TK_DATA: {
+        cparsl_future_t *on = t->deps[0].on;
+        if (on->errcode) {
+            char what[128], msg[CPARSL_ERROR_TEXT];
+            describe(on, what, sizeof what);
+            snprintf(msg, sizeof msg, "output %u of %s is missing: %s",
+                     t->data_index, what, on->errtext ? on->errtext : "?");
+            fail_task(d, t, CPARSL_DEP_FAIL, CPARSL_EDEPFAIL, msg);
+        } else {
+            cparsl__task_t *p = task_of(on);
+            t->fut.value = p->files[p->ninputs + t->data_index];
+            t->fut.value.owned = 0;
+            complete(d, t, CPARSL_EXEC_DONE);
+        }
+        break;
+    }
+    case TK_ALL:
+        if (t->failed_deps) {
+            for (uint32_t i = 0; i < t->ndeps; i++) {
+                cparsl_future_t *on = t->deps[i].on;
+                if (!on->errcode)
+                    continue;
+                char what[128], msg[CPARSL_ERROR_TEXT];
+                describe(on, what, sizeof what);
+                snprintf(msg, sizeof msg, "future %u of %u (%s) failed: %s",
+                         i, t->ndeps, what, on->errtext ? on->errtext : "?");
+                fail_task(d, t, CPARSL_DEP_FAIL, on->errcode, msg);
+                break;
+            }
+        } else {
+            complete(d, t, CPARSL_EXEC_DONE);
+        }
+        break;
+    case TK_ANY:
+        if (t->ndeps == 0)
+            complete(d, t, CPARSL_EXEC_DONE);
+        /* otherwise completed by the first dep_fire; now fully unlinked */
+        maybe_release(d, t);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- finished tries --------------------------------------------------- */
+
+static void reset_try(cparsl__task_t *t)
+{
+    cparsl_exec_t *e = &t->exec;
+    cparsl_value_clear(&e->result);
+    cparsl_error_clear(&e->error);
+    for (size_t i = 0; i < e->join.n; i++)
+        cparsl_future_decref(e->join.fs[i]);
+    e->join.n = 0;
+    e->join.mode = 0;
+    e->join.error = 0;
+    e->t_start = e->t_end = 0;
+    e->exit_code = -1;
+    e->term_signal = 0;
+    e->cpu_s = -1;
+    e->maxrss_kib = -1;
+}
+
+static void try_failed(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    cparsl_exec_t *e = &t->exec;
+    int code = e->error.code ? e->error.code : -CPARSL_EAPP;
+    double cost = 1.0;
+    if (d->retry_fn)
+        cost = d->retry_fn(t->fut.id, t->app->name, e->args.try_no, code,
+                           e->error.text, d->retry_arg);
+    t->fail_cost += cost;
+    if (t->fail_cost <= (double)t->retries) {
+        set_state(d, t, CPARSL_FAIL_RETRYABLE);
+        CPARSL_LOG(CPARSL_LOG_INFO, "dfk",
+                   "task %llu (app '%s') try %d failed, retrying: %s",
+                   (unsigned long long)t->fut.id, t->app->name,
+                   e->args.try_no, e->error.text);
+        reset_try(t);
+        e->args.try_no++;
+        launch(d, t);
+        return;
+    }
+    char msg[CPARSL_ERROR_TEXT];
+    if (e->args.try_no > 0)
+        snprintf(msg, sizeof msg, "%.480s (after %d tries)", e->error.text,
+                 e->args.try_no + 1);
+    else
+        snprintf(msg, sizeof msg, "%s", e->error.text);
+    fail_task(d, t, CPARSL_FAILED, code, msg);
+}
+
+static void on_exec_done(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    cparsl_exec_t *e = &t->exec;
+    if (t->state == CPARSL_LAUNCHED && e->t_start)
+        set_state(d, t, CPARSL_RUNNING);
+    if (e->error.code) {
+        try_failed(d, t);
+        return;
+    }
+    if (t->appkind->flags & CPARSL_APPKIND_CLIENT) {
+        cparsl_join_t *j = &e->join;
+        if (j->error || j->mode == 0) {
+            cparsl_error_set(
+                &e->error, CPARSL_EJOIN,
+                j->error ? "join app '%s' returned a bad future"
+                         : "join app '%s' returned no future (use "
+                           "cparsl_join_return, _append or _list)",
+                t->app->name);
+            try_failed(d, t);
+            return;
+        }
+        set_state(d, t, CPARSL_JOINING);
+        uint32_t from = t->ndeps;
+        for (size_t i = 0; i < j->n; i++)
+            if (cparsl__task_add_dep(t, j->fs[i], DEP_JOIN, (uint32_t)i)) {
+                fail_task(d, t, CPARSL_FAILED, -ENOMEM, "out of memory");
+                return;
+            }
+        deps_link(d, t, from);
+        return;
+    }
+    set_state(d, t, CPARSL_RUNNING_ENDED);
+    t->fut.value = e->result;
+    e->result = cparsl_nil();
+    complete(d, t, CPARSL_EXEC_DONE);
+}
+
+static void on_submit(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    t->dfk = d;
+    t->dfk_ref = true;
+    live_add(d, t);
+    if (t->fut.kind == TK_APP) {
+        set_state(d, t, CPARSL_PENDING);
+        if (t->call_err) {
+            fail_task(d, t, CPARSL_FAILED, t->call_err,
+                      t->call_errtext ? t->call_errtext : "bad call");
+            return;
+        }
+        t->retries = t->call_retries >= 0 ? t->call_retries
+                     : t->app->retries >= 0 ? t->app->retries
+                                             : d->default_retries;
+        for (uint32_t i = 0; i < t->ndeps; i++) {
+            cparsl__task_t *p = producer(t->deps[i].on);
+            if (p->fut.kind == TK_APP)
+                d->store_ops->dependency(d->store, t->fut.id, p->fut.id);
+        }
+    }
+    deps_link(d, t, 0);
+}
+
+/* Publish completed futures and fire their dependents until none is left. */
+static void drain_work(cparsl__dfk_t *d)
+{
+    for (size_t k = 0; k < d->nwork; k++) {
+        cparsl_future_t *f = d->work[k];
+        cparsl__then_t *thens = cparsl__future_publish(f);
+        if (thens)
+            cparsl__thens_dispatch(thens);
+        cparsl__dep_t *dep = f->dependents;
+        f->dependents = NULL;
+        while (dep) {
+            cparsl__dep_t *next = dep->next;
+            dep_fire(d, dep);
+            dep = next;
+        }
+        maybe_release(d, task_of(f));
+    }
+    d->nwork = 0;
+}
+
+/* ---- the invariant checker ----------------------------------------------- */
+
+static int check_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_error_t *e)
+{
+    unsigned long long id = (unsigned long long)t->fut.id;
+    if (atomic_load(&t->fut.refs) < 1)
+        return cparsl_error_set(e, -EPROTO, "task %llu: no reference", id);
+    bool done = atomic_load(&t->fut.state) == FUT_DONE;
+    if (done != state_final(t->state))
+        return cparsl_error_set(e, -EPROTO,
+                                "task %llu: state %s but future %s", id,
+                                cparsl_state_name(t->state),
+                                done ? "done" : "pending");
+    uint32_t unfired = 0;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        cparsl__dep_t *dep = &t->deps[i];
+        if (dep->fired)
+            continue;
+        if (dep->task != t) {
+            /* A join's nodes are linked only once the body returned. */
+            if (t->state == CPARSL_JOINING || dep->where != DEP_JOIN)
+                return cparsl_error_set(e, -EPROTO,
+                                        "task %llu: dep %u never linked", id,
+                                        i);
+            continue;
+        }
+        unfired++;
+        if (atomic_load(&dep->on->state) == FUT_DONE)
+            return cparsl_error_set(e, -EPROTO,
+                                    "task %llu: dep %u on a done future "
+                                    "never fired",
+                                    id, i);
+        bool found = false;
+        for (cparsl__dep_t *x = dep->on->dependents; x; x = x->next)
+            found |= x == dep;
+        if (!found)
+            return cparsl_error_set(e, -EPROTO,
+                                    "task %llu: dep %u not in its "
+                                    "future's list",
+                                    id, i);
+    }
+    if (unfired != t->pending)
+        return cparsl_error_set(e, -EPROTO,
+                                "task %llu: %u unfired deps but pending=%u",
+                                id, unfired, t->pending);
+    (void)d;
+    return 0;
+}
+
+static void run_check(cparsl__dfk_t *d)
+{
+    int rc = 0;
+    size_t n = 0;
+    cparsl_error_clear(&d->check_err);
+    for (cparsl__task_t *t = d->live; t && rc == 0; t = t->live_next, n++)
+        rc = check_task(d, t, &d->check_err);
+    if (rc == 0 && n != d->nlive)
+        rc = cparsl_error_set(&d->check_err, -EPROTO,
+                              "live list has %zu tasks, count says %zu", n,
+                              d->nlive);
+    pthread_mutex_lock(&d->mu);
+    d->check_rc = rc;
+    d->check_req = false;
+    d->check_done_flag = true;
+    pthread_cond_broadcast(&d->check_cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+int cparsl__dfk_check(cparsl__dfk_t *d, cparsl_error_t *err)
+{
+    if (!d)
+        return -CPARSL_ESHUTDOWN;
+    pthread_mutex_lock(&d->mu);
+    d->check_req = true;
+    d->check_done_flag = false;
+    atomic_store(&d->has_work, true);
+    if (d->sleeping)
+        pthread_cond_signal(&d->cv);
+    while (!d->check_done_flag)
+        pthread_cond_wait(&d->check_cv, &d->mu);
+    int rc = d->check_rc;
+    if (rc && err)
+        *err = d->check_err;
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+static void client_run(cparsl__work_t *w)
+{
+    cparsl__task_t *t = cparsl_container_of(w, cparsl__task_t, work);
+    cparsl_exec_t *e = &t->exec;
+    e->t_start = cparsl_now_ns();
+    t->appkind->run(e);
+    e->t_end = cparsl_now_ns();
+    cparsl_exec_complete(e);
+}
+
+void cparsl_exec_complete(cparsl_exec_t *e)
+{
+    cparsl__task_t *t = task_of_exec(e);
+    cparsl__dfk_post(t->dfk, t, EV_DONE);
+}
+
+void cparsl__dfk_post(cparsl__dfk_t *d, cparsl__task_t *t, int event)
+{
+    t->event = (uint8_t)event;
+    t->qnext = NULL;
+    pthread_mutex_lock(&d->mu);
+    if (d->in_tail)
+        d->in_tail->qnext = t;
+    else
+        d->in_head = t;
+    d->in_tail = t;
+    if (event == EV_SUBMIT)
+        d->unfinished++;
+    atomic_store_explicit(&d->has_work, true, memory_order_release);
+    bool wake = d->sleeping;
+    pthread_mutex_unlock(&d->mu);
+    if (wake)
+        pthread_cond_signal(&d->cv);
+}
+
+static cparsl__task_t *take_batch(cparsl__dfk_t *d)
+{
+    int64_t start = 0;
+    for (;;) {
+        if (atomic_load_explicit(&d->has_work, memory_order_acquire)) {
+            pthread_mutex_lock(&d->mu);
+            cparsl__task_t *head = d->in_head;
+            d->in_head = d->in_tail = NULL;
+            atomic_store_explicit(&d->has_work, false, memory_order_relaxed);
+            pthread_mutex_unlock(&d->mu);
+            if (head || d->check_req || d->stop)
+                return head;
+        }
+        if (d->stop || d->check_req)
+            return NULL;
+        int64_t now = cparsl_mono_ns();
+        if (!start)
+            start = now;
+        if (now - start < DFK_POLL_NS) {
+            sched_yield();
+            continue;
+        }
+        pthread_mutex_lock(&d->mu);
+        while (!d->in_head && !d->stop && !d->check_req) {
+            d->sleeping = true;
+            pthread_cond_wait(&d->cv, &d->mu);
+            d->sleeping = false;
+        }
+        pthread_mutex_unlock(&d->mu);
+        start = 0;
+    }
+}
+
+static void *dfk_main(void *arg)
+{
+    cparsl__dfk_t *d = arg;
+    for (;;) {
+        cparsl__task_t *t = take_batch(d);
+        while (t) {
+            cparsl__task_t *next = t->qnext;
+            if (t->event == EV_SUBMIT)
+                on_submit(d, t);
+            else
+                on_exec_done(d, t);
+            drain_work(d);
+            t = next;
+        }
+        flush_launches(d);
+        /* Launch failures come back through the queue; nothing else to
+         * drain here.  Hand back the tasks we let go of. */
+        for (size_t i = 0; i < releases.n; i++)
+            cparsl__task_unref(releases.v[i]);
+        releases.n = 0;
+        if (finals_in_batch) {
+            pthread_mutex_lock(&d->mu);
+            d->unfinished -= finals_in_batch;
+            if (d->unfinished == 0)
+                pthread_cond_broadcast(&d->idle_cv);
+            pthread_mutex_unlock(&d->mu);
+            finals_in_batch = 0;
+        }
+        if (d->check_req)
+            run_check(d);
+        pthread_mutex_lock(&d->mu);
+        bool stop = d->stop && !d->in_head;
+        pthread_mutex_unlock(&d->mu);
+        if (stop)
+            break;
+    }
+    return NULL;
+}
+
+int cparsl__dfk_start(cparsl__dfk_t *d, cparsl_error_t *err)
+{
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    pthread_cond_init(&d->idle_cv, NULL);
+    pthread_cond_init(&d->check_cv, NULL);
+    d->batches = calloc(d->nexecutors ? d->nexecutors : 1,
+                        sizeof *d->batches);
+    if (!d->batches)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    int rc = pthread_create(&d->thread, NULL, dfk_main, d);
+    if (rc)
+        return cparsl_error_set(err, -rc, "cannot start the DFK thread: %s",
+                                cparsl_strerror(-rc));
+    return 0;
+}
+
+void cparsl__dfk_wait_idle(cparsl__dfk_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    while (d->unfinished > 0)
+        pthread_cond_wait(&d->idle_cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
+}
+
+void cparsl__dfk_stop(cparsl__dfk_t *d)
+{
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    atomic_store(&d->has_work, true);
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thread, NULL);
+    for (size_t i = 0; i < d->nexecutors; i++)
+        free(d->batches[i].v);
+    free(d->batches);
+    free(d->work);
+    free(releases.v);
+    releases.v = NULL;
+    releases.cap = 0;
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    pthread_cond_destroy(&d->idle_cv);
+    pthread_cond_destroy(&d->check_cv);
+}
+
+cparsl_executor_t *cparsl__dfk_find_executor(cparsl__dfk_t *d,
+                                             const char *label)
+{
+    for (size_t i = 0; d && i < d->nexecutors; i++)
+        if (strcmp(d->executors[i]->label, label) == 0)
+            return d->executors[i];
+    return NULL;
+}
+
+int cparsl_exec_run(cparsl_exec_t *e)
+{
+    const struct cparsl_app_kind *k =
+        e->args.app ? cparsl__appkind_find(e->args.app->kind) : NULL;
+    e->t_start = cparsl_now_ns();
+    if (!k)
+        cparsl_exec_fail(e, CPARSL_ENOAPP, "app '%s' has no runnable kind",
+                         e->args.app ? e->args.app->name : "?");
+    else
+        k->run(e);
+    e->t_end = cparsl_now_ns();
+    return e->error.code;
+}
+
+void cparsl_exec_hold(cparsl_exec_t *e)
+{
+    cparsl__task_ref(task_of_exec(e));
+}
+
+void cparsl_exec_release(cparsl_exec_t *e)
+{
+    cparsl__task_unref(task_of_exec(e));
+}

@@ -1,0 +1,249 @@
+/*
+ * cparsl/plugin.h - the implementer API: app kinds, executors and stores.
+ *
+ * The core (DFK) reaches every plugin through these small const tables of
+ * function pointers; the build generates the list of built-in ones
+ * (core/backends.c.in), so a new executor or store is one .c file plus one
+ * line in CMake.  Kept apart from cparsl.h as hwloc keeps plugins.h apart
+ * from hwloc.h: users of the library never need it.
+ *
+ * An implementation embeds the base struct (cparsl_executor_t,
+ * cparsl_store_t) as its first member and recovers itself with
+ * cparsl_container_of.  Unsupported slots point at cparsl_*_enosys stubs,
+ * never NULL.
+ */
+#ifndef CPARSL_PLUGIN_H
+#define CPARSL_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cparsl/cparsl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define cparsl_container_of(ptr, type, member)                              \
+    ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ==== the launch, as read from the launcher's environment =============== */
+
+typedef struct cparsl_launch {
+    int size;           /* ranks in the launch; 1 without a launcher */
+    int rank;           /* this process's rank; 0 without a launcher */
+    const char *source; /* the variable size was read from, or NULL */
+} cparsl_launch_t;
+
+/* Read OMPI_COMM_WORLD_SIZE, PMI_SIZE or SLURM_STEP_NUM_TASKS (and the
+ * matching rank).  Never initializes MPI. */
+void cparsl_launch_detect(cparsl_launch_t *out);
+
+/* ==== arguments and the unit of execution ============================== */
+
+/* One argument slot: a name (NULL for positional) and its value. */
+typedef struct cparsl_argslot {
+    const char *name;
+    cparsl_value_t value;
+} cparsl_argslot_t;
+
+/* What an app sees.  Built by the DFK (or decoded by a worker). */
+struct cparsl_args {
+    const cparsl_app_t *app;
+    uint64_t task_id;
+    int try_no;
+    size_t npos, nnamed;
+    const cparsl_argslot_t *pos;   /* npos slots, name NULL */
+    const cparsl_argslot_t *named; /* nnamed slots */
+    size_t ninputs, noutputs;
+    const cparsl_value_t *inputs;  /* FILE values */
+    const cparsl_value_t *outputs; /* FILE values */
+};
+
+/* A join body's answer (see cparsl_join_return). */
+struct cparsl_join {
+    cparsl_future_t **fs;
+    size_t n, cap;
+    int mode; /* 0 none yet, 1 single, 2 list */
+    int error;
+};
+
+/*
+ * One try of one task, as an executor and an app kind see it.  The DFK
+ * owns it (it is embedded in the task); an executor may read it and must
+ * fill the result fields, then call cparsl_exec_complete exactly once.
+ */
+typedef struct cparsl_exec {
+    cparsl_args_t args;
+    /* options */
+    double walltime; /* seconds, 0: none */
+    const char *stdout_path, *stderr_path;
+    int stdout_mode, stderr_mode;
+    /* results, filled by the app kind / executor */
+    cparsl_value_t result;
+    cparsl_error_t error;    /* error.code 0: success */
+    cparsl_join_t join;      /* join apps only */
+    int64_t t_launch, t_start, t_end; /* ns, CLOCK_REALTIME; 0: unknown */
+    int exit_code;           /* process exit status; -1: none */
+    int term_signal;         /* signal that ended it; 0: none */
+    double cpu_s;            /* CPU time; <0: unknown */
+    int64_t maxrss_kib;      /* peak memory; <0: unknown */
+    void *executor_data;     /* free for the executor's use */
+} cparsl_exec_t;
+
+/* Called by an executor when a try is finished (successfully or not).
+ * Thread-safe; never blocks for long; may be called from any thread. */
+void cparsl_exec_complete(cparsl_exec_t *e);
+
+/*
+ * Run one try on the calling thread through the app's kind: sets t_start
+ * and t_end around the body and returns e->error.code.  Executors call
+ * this (on a copy, if they may give up on a try before it returns).
+ */
+int cparsl_exec_run(cparsl_exec_t *e);
+
+/* Keep the task behind 'e' (its arguments and app) alive past
+ * cparsl_exec_complete, for a try an executor abandoned but cannot stop;
+ * every hold is paired with one release. */
+void cparsl_exec_hold(cparsl_exec_t *e);
+void cparsl_exec_release(cparsl_exec_t *e);
+
+/* Set e->error: a convenience for executors and app kinds. */
+#define cparsl_exec_fail(e, code, ...) cparsl_error_set(&(e)->error, (code), __VA_ARGS__)
+
+/* Check e's positional arguments against the app's signature (converting
+ * ints to doubles where 'd' asks); 0 or -CPARSL_EARGS naming the
+ * argument. */
+int cparsl_exec_check_signature(cparsl_exec_t *e);
+
+/* Nanoseconds of CLOCK_REALTIME / CLOCK_MONOTONIC. */
+int64_t cparsl_now_ns(void);
+int64_t cparsl_mono_ns(void);
+
+/* ==== app kinds ========================================================= */
+
+enum {
+    /* The body runs on the client (join apps), not on an executor. */
+    CPARSL_APPKIND_CLIENT = 1u << 0,
+};
+
+struct cparsl_app_kind {
+    const char *name;
+    unsigned flags;
+    /* Validate a descriptor at registration/init (e.g. template syntax). */
+    int (*check)(const cparsl_app_t *app, cparsl_error_t *err);
+    /* Run one try on the calling thread; fill e->result or e->error (and
+     * exit_code, cpu_s, ... where known).  Returns e->error.code. */
+    int (*run)(cparsl_exec_t *e);
+};
+
+/* ==== executors ========================================================= */
+
+typedef struct cparsl_executor cparsl_executor_t;
+
+enum {
+    /* The family can serve a launch of more than one rank (MPI). */
+    CPARSL_EXEC_MPI = 1u << 0,
+};
+
+struct cparsl_executor_ops {
+    const char *family; /* the "type" key in config: "threadpool" */
+    unsigned flags;
+    /* > 0: this family wants to be the default executor for this launch
+     * (the highest wins); 0: no opinion. */
+    int (*probe)(const cparsl_launch_t *launch);
+    /* Validate 'node' (this executor's map in the config; NULL when the
+     * family was picked by probe) and create an instance. */
+    int (*configure)(const cparsl_cnode_t *node, const cparsl_launch_t *launch,
+                     cparsl_executor_t **out, cparsl_error_t *err);
+    int (*start)(cparsl_executor_t *ex, cparsl_error_t *err);
+    /* Take n tries.  Must not block on task execution. */
+    int (*submit)(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
+                  size_t n);
+    size_t (*outstanding)(cparsl_executor_t *ex); /* submitted, not done */
+    size_t (*capacity)(cparsl_executor_t *ex);    /* connected slots */
+    int (*scale_out)(cparsl_executor_t *ex, unsigned blocks);
+    int (*scale_in)(cparsl_executor_t *ex, unsigned blocks);
+    int (*drain)(cparsl_executor_t *ex);
+    /* Stop after the outstanding tries completed (the DFK waits for them
+     * first); report anything left behind in err. */
+    int (*shutdown)(cparsl_executor_t *ex, cparsl_error_t *err);
+    void (*destroy)(cparsl_executor_t *ex);
+    /* Non-client ranks: serve until the client finalizes. */
+    int (*serve)(const cparsl_cnode_t *node, const cparsl_launch_t *launch,
+                 cparsl_error_t *err);
+};
+
+struct cparsl_executor {
+    const struct cparsl_executor_ops *ops;
+    char label[64];
+};
+
+/* Stubs for slots a family does not support. */
+int cparsl_executor_enosys_scale(cparsl_executor_t *ex, unsigned blocks);
+int cparsl_executor_enosys_drain(cparsl_executor_t *ex);
+int cparsl_executor_enosys_serve(const cparsl_cnode_t *node,
+                                 const cparsl_launch_t *launch,
+                                 cparsl_error_t *err);
+
+/* ==== stores ============================================================ */
+
+/* Parsl's task states. */
+typedef enum cparsl_state {
+    CPARSL_UNSCHED = 0,
+    CPARSL_PENDING,
+    CPARSL_LAUNCHED,
+    CPARSL_RUNNING,
+    CPARSL_RUNNING_ENDED,
+    CPARSL_JOINING,
+    CPARSL_EXEC_DONE,
+    CPARSL_MEMO_DONE,
+    CPARSL_FAILED,
+    CPARSL_DEP_FAIL,
+    CPARSL_FAIL_RETRYABLE,
+    CPARSL_STATE_COUNT
+} cparsl_state_t;
+
+const char *cparsl_state_name(cparsl_state_t s);
+
+/* One state change, as the store sees it (valid during the call). */
+typedef struct cparsl_task_event {
+    uint64_t task_id;
+    const char *app;
+    const char *executor; /* label, NULL before launch */
+    cparsl_state_t from, to;
+    int try_no;
+    int64_t t_ns;
+    const cparsl_exec_t *exec; /* on final states: result and record */
+} cparsl_task_event_t;
+
+typedef struct cparsl_store cparsl_store_t;
+
+struct cparsl_store_ops {
+    const char *name;
+    /* Read the store's keys from the whole config and open the store. */
+    int (*open)(const cparsl_cnode_t *root, const char *run_dir,
+                cparsl_store_t **out, cparsl_error_t *err);
+    /* Every state change, on the DFK's thread.  Must not block long. */
+    void (*task_event)(cparsl_store_t *s, const cparsl_task_event_t *ev);
+    /* A dependency edge, recorded once when the child is submitted. */
+    void (*dependency)(cparsl_store_t *s, uint64_t child, uint64_t parent);
+    int (*flush)(cparsl_store_t *s, cparsl_error_t *err);
+    int (*close)(cparsl_store_t *s, cparsl_error_t *err);
+};
+
+struct cparsl_store {
+    const struct cparsl_store_ops *ops;
+};
+
+/* ==== the built-in table ================================================ */
+
+/* NULL-terminated arrays generated by the build. */
+extern const struct cparsl_executor_ops *const cparsl_builtin_executors[];
+extern const struct cparsl_app_kind *const cparsl_builtin_app_kinds[];
+extern const struct cparsl_store_ops *const cparsl_builtin_stores[];
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CPARSL_PLUGIN_H */
