@@ -1365,14 +1365,21 @@ static int out_write(void *ctx, unsigned char *bytes, size_t size)
     return 1;
 }
 
-static bool emit_scalar(yaml_emitter_t *em, const char *text, bool force_q)
+/*
+ * libyaml picks plain or quoted by the characters, but it does not know
+ * that "~" or "" read back as null: such text that was quoted must stay
+ * quoted.  Multi-line values read best as literal blocks; libyaml falls
+ * back to double quotes where a block cannot hold the text exactly.
+ */
+static bool emit_scalar(yaml_emitter_t *em, const char *text, bool value,
+                        bool quoted)
 {
+    yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
+    if (quoted && looks_null(text))
+        style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+    else if (value && strchr(text, '\n'))
+        style = YAML_LITERAL_SCALAR_STYLE;
     yaml_event_t ev;
-    /* libyaml picks plain or quoted by the characters; it does not know
-     * that "~" or "" would read back as null, so such text that was
-     * quoted is forced to stay quoted. */
-    yaml_scalar_style_t style =
-        force_q ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE;
     if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)text,
                                       (int)strlen(text), 1, 1, style))
         return false;
@@ -1384,7 +1391,7 @@ static bool emit_node(yaml_emitter_t *em, const cparsl_cnode_t *n)
     yaml_event_t ev;
     switch (n->type) {
     case CPARSL_CNODE_SCALAR:
-        return emit_scalar(em, n->text, n->quoted && looks_null(n->text));
+        return emit_scalar(em, n->text, true, n->quoted);
     case CPARSL_CNODE_SEQ:
         if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
                                                   YAML_ANY_SEQUENCE_STYLE) ||
@@ -1402,7 +1409,7 @@ static bool emit_node(yaml_emitter_t *em, const cparsl_cnode_t *n)
             !yaml_emitter_emit(em, &ev))
             return false;
         for (size_t i = 0; i < n->len; i++)
-            if (!emit_scalar(em, n->kids[i]->key, false) ||
+            if (!emit_scalar(em, n->kids[i]->key, false, false) ||
                 !emit_node(em, n->kids[i]))
                 return false;
         if (!yaml_mapping_end_event_initialize(&ev))

@@ -375,6 +375,51 @@ static void prepare_exec(cparsl__task_t *t)
     e->walltime = t->call_walltime >= 0 ? t->call_walltime : t->app->walltime;
 }
 
+/* ---- memoization --------------------------------------------------------- */
+
+static bool memo_wanted(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    if (!d->app_cache || (t->appkind->flags & CPARSL_APPKIND_CLIENT))
+        return false;
+    return t->cache >= 0 ? t->cache != 0 : t->app->cache != 0;
+}
+
+/* True if t is answered by an earlier identical call (now or later). */
+static bool memo_lookup(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    unsigned char *key;
+    size_t len;
+    if (cparsl__memo_key(t, &key, &len) < 0)
+        return false; /* cannot key it: just run it */
+    cparsl_future_t *first = cparsl__memo_find_or_add(&d->memo, key, len,
+                                                      &t->fut);
+    if (!first)
+        return false;
+    uint32_t from = t->ndeps;
+    if (cparsl__task_add_dep(t, first, DEP_MEMO, 0) < 0)
+        return false;
+    t->memo_hit = true;
+    deps_link(d, t, from);
+    return true;
+}
+
+/* An identical earlier call finished: take its outcome, no launch. */
+static void memo_finish(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    cparsl_future_t *first = t->deps[t->ndeps - 1].on;
+    if (first->errcode) {
+        char msg[CPARSL_ERROR_TEXT];
+        snprintf(msg, sizeof msg, "%.400s (memoized from task %llu)",
+                 first->errtext ? first->errtext : "?",
+                 (unsigned long long)first->id);
+        cparsl__future_set_error(&t->fut, first->errcode, msg);
+    } else {
+        t->fut.value = first->value; /* borrowed; we hold 'first' */
+        t->fut.value.owned = 0;
+    }
+    complete(d, t, CPARSL_MEMO_DONE);
+}
+
 /* An app task whose dependencies have all fired. */
 static void app_ready(cparsl__dfk_t *d, cparsl__task_t *t)
 {
@@ -406,6 +451,8 @@ static void app_ready(cparsl__dfk_t *d, cparsl__task_t *t)
                   t->exec.error.text);
         return;
     }
+    if (memo_wanted(d, t) && memo_lookup(d, t))
+        return;
     launch(d, t);
 }
 
@@ -444,7 +491,9 @@ static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     switch (t->fut.kind) {
     case TK_APP:
-        if (t->state == CPARSL_JOINING)
+        if (t->memo_hit)
+            memo_finish(d, t);
+        else if (t->state == CPARSL_JOINING)
             join_finish(d, t);
         else
             app_ready(d, t);
@@ -855,6 +904,7 @@ void cparsl__dfk_stop(cparsl__dfk_t *d)
         free(d->batches[i].v);
     free(d->batches);
     free(d->work);
+    cparsl__memo_clear(&d->memo);
     free(releases.v);
     releases.v = NULL;
     releases.cap = 0;

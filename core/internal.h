@@ -31,6 +31,7 @@
 #include <cparsl/plugin.h>
 
 #include "log.h"
+#include "memo.h"
 
 /* ---- small intrusive work items (client pool) ------------------------- */
 
@@ -90,7 +91,7 @@ struct cparsl__dep {
     uint8_t fired;
 };
 
-enum { DEP_ARG = 0, DEP_FILE, DEP_JOIN, DEP_SET };
+enum { DEP_ARG = 0, DEP_FILE, DEP_JOIN, DEP_SET, DEP_MEMO };
 
 /* ---- tasks --------------------------------------------------------------- */
 
@@ -123,6 +124,7 @@ typedef struct cparsl__task {
     struct cparsl__task *live_prev, *live_next; /* for the checker */
     bool on_live;
     bool dfk_ref;       /* the DFK holds a reference */
+    bool memo_hit;      /* waiting on an identical earlier call */
 
     /* arguments: positional then keyword slots; inputs then outputs */
     cparsl_argslot_t *argv;
@@ -227,6 +229,7 @@ struct cparsl__dfk {
 
     int default_retries;
     bool app_cache;
+    cparsl__memo_t memo;
     cparsl_retry_fn retry_fn;
     void *retry_arg;
 

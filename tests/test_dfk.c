@@ -183,6 +183,19 @@ static int join_none(const cparsl_args_t *a, cparsl_join_t *ret,
 }
 CPARSL_JOIN_APP(joinnone, join_none)
 
+static int runs_counted;
+static int app_counted(const cparsl_args_t *a, cparsl_value_t *r,
+                       cparsl_error_t *err)
+{
+    (void)err;
+    __atomic_add_fetch(&runs_counted, 1, __ATOMIC_SEQ_CST);
+    usleep(20000);
+    if (cparsl_arg_int(a, 0) < 0)
+        return cparsl_error_set(err, CPARSL_EAPP, "negative");
+    return cparsl_value_printf(r, "n=%lld", (long long)cparsl_arg_int(a, 0));
+}
+CPARSL_APP(counted, app_counted, .cache = 1)
+
 /* ---- helpers ------------------------------------------------------------- */
 
 static void init_yaml(const char *yaml)
@@ -729,7 +742,51 @@ TEST_CASE(threaded_submit)
     finalize_ok();
 }
 
+TEST_CASE(memoization)
+{
+    init_yaml(NULL);
+    runs_counted = 0;
+    cparsl_future_t *f[6];
+    f[0] = cparsl_submit("counted", CPARSL_I(5));
+    f[1] = cparsl_submit("counted", CPARSL_I(5)); /* while f[0] runs */
+    CHECK(cparsl_future_wait(f[0], -1) == 0, "first");
+    f[2] = cparsl_submit("counted", CPARSL_I(5)); /* after it finished */
+    f[3] = cparsl_submit("counted", CPARSL_I(6)); /* other arguments */
+    cparsl_call_t *c = cparsl_call_create("counted");
+    cparsl_call_arg(c, cparsl_int(5));
+    cparsl_call_cache(c, false); /* this call opts out */
+    f[4] = cparsl_call_submit(c);
+    f[5] = cparsl_submit("counted", CPARSL_I(-1));
+    cparsl_future_t *again = cparsl_submit("counted", CPARSL_I(-1));
+    const char *s;
+    for (int i = 0; i < 5; i++)
+        CHECK(cparsl_future_get_string(f[i], &s) == 0 &&
+                  strcmp(s, i == 3 ? "n=6" : "n=5") == 0,
+              "result %d", i);
+    CHECK(cparsl_future_error(again) == -CPARSL_EAPP &&
+              strstr(cparsl_future_errstr(again), "memoized from task"),
+          "errors are memoized in a run: %s", cparsl_future_errstr(again));
+    CHECK(runs_counted == 4, "ran 4 times (5, 6, uncached 5, -1): %d",
+          runs_counted);
+    for (int i = 0; i < 6; i++)
+        cparsl_future_decref(f[i]);
+    cparsl_future_decref(again);
+    finalize_ok();
+    /* app_cache: false turns memoization off everywhere. */
+    init_yaml("app_cache: false\n");
+    runs_counted = 0;
+    f[0] = cparsl_submit("counted", CPARSL_I(5));
+    f[1] = cparsl_submit("counted", CPARSL_I(5));
+    cparsl_future_wait_all(f, 2, -1);
+    CHECK(runs_counted == 2, "no memo with app_cache false: %d",
+          runs_counted);
+    cparsl_future_decref(f[0]);
+    cparsl_future_decref(f[1]);
+    finalize_ok();
+}
+
 static const check_case_t cases[] = {
+    TEST_ENTRY(memoization),
     TEST_ENTRY(dependency_order),
     TEST_ENTRY(diamond),
     TEST_ENTRY(fanin_10000),
