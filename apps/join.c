@@ -18,8 +18,8 @@ static int join_run(cparsl_exec_t *e)
     const cparsl_app_t *app = e->args.app;
     int rc = app->join(&e->args, &e->join, &e->error);
     if (rc < 0 && e->error.code == 0)
-        cparsl_error_set(&e->error, rc, "join app '%s' failed: %s",
-                         app->name, cparsl_strerror(rc));
+        cparsl_error_set(&e->error, rc, "join app '%s' failed: %s", app->name,
+                         cparsl_strerror(rc));
     return e->error.code;
 }
 

@@ -83,8 +83,7 @@ int cparsl_app_register(cparsl_app_t *app)
     int rc = 0;
     pthread_mutex_lock(&reg_mu);
     if (cparsl_app_find(app->name)) {
-        remember_error(-EEXIST, "two apps are registered as '%s'",
-                       app->name);
+        remember_error(-EEXIST, "two apps are registered as '%s'", app->name);
         rc = -EEXIST;
     } else {
         app->next = reg_head;
@@ -133,9 +132,9 @@ int cparsl__apps_check(cparsl_error_t *err)
     for (cparsl_app_t *a = reg_head; a; a = a->next) {
         const struct cparsl_app_kind *k = cparsl__appkind_find(a->kind);
         if (!k) {
-            rc = cparsl_error_set(err, -EINVAL,
-                                  "app '%s' has unknown kind '%s'", a->name,
-                                  a->kind ? a->kind : "(null)");
+            rc =
+                cparsl_error_set(err, -EINVAL, "app '%s' has unknown kind '%s'",
+                                 a->name, a->kind ? a->kind : "(null)");
             goto out;
         }
         if ((rc = k->check(a, err)) < 0) {
@@ -160,8 +159,7 @@ const cparsl_value_t *cparsl_arg(const cparsl_args_t *a, size_t i)
     return a && i < a->npos ? &a->pos[i].value : NULL;
 }
 
-const cparsl_value_t *cparsl_arg_named(const cparsl_args_t *a,
-                                       const char *name)
+const cparsl_value_t *cparsl_arg_named(const cparsl_args_t *a, const char *name)
 {
     for (size_t i = 0; a && name && i < a->nnamed; i++)
         if (strcmp(a->named[i].name, name) == 0)
@@ -235,11 +233,11 @@ int cparsl_args_try(const cparsl_args_t *a)
 /* ---- the signature check ------------------------------------------------ */
 
 static const char sig_letters[CPARSL_T_COUNT] = {
-    [CPARSL_T_NIL] = 'n',          [CPARSL_T_BOOL] = 'b',
-    [CPARSL_T_INT] = 'i',          [CPARSL_T_DOUBLE] = 'd',
-    [CPARSL_T_STRING] = 's',       [CPARSL_T_BYTES] = 'y',
-    [CPARSL_T_INT_ARRAY] = 'I',    [CPARSL_T_DOUBLE_ARRAY] = 'D',
-    [CPARSL_T_FILE] = 'f',         [CPARSL_T_LIST] = 'l',
+    [CPARSL_T_NIL] = 'n',       [CPARSL_T_BOOL] = 'b',
+    [CPARSL_T_INT] = 'i',       [CPARSL_T_DOUBLE] = 'd',
+    [CPARSL_T_STRING] = 's',    [CPARSL_T_BYTES] = 'y',
+    [CPARSL_T_INT_ARRAY] = 'I', [CPARSL_T_DOUBLE_ARRAY] = 'D',
+    [CPARSL_T_FILE] = 'f',      [CPARSL_T_LIST] = 'l',
 };
 
 static cparsl_type_t sig_type(char c)

@@ -48,8 +48,8 @@ cparsl_call_t *cparsl_call_create(const char *app)
     t->fut.kind = TK_APP;
     cparsl__dfk_t *d = cparsl__dfk;
     if (d)
-        t->fut.id = atomic_fetch_add_explicit(&d->next_id, 1,
-                                              memory_order_relaxed);
+        t->fut.id =
+            atomic_fetch_add_explicit(&d->next_id, 1, memory_order_relaxed);
     t->app = app ? cparsl_app_find(app) : NULL;
     cparsl_call_t *c = (cparsl_call_t *)t;
     if (!t->app) {

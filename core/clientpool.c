@@ -18,16 +18,16 @@
 
 #include "internal.h"
 
-#define POOL_STACK (1u << 20)
+#define POOL_STACK       (1u << 20)
 #define POOL_IDLE_EXIT_S 2
 
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* idle threads wait for work */
-    pthread_cond_t quiet;   /* quiesce / stop wait here */
+    pthread_cond_t cv;    /* idle threads wait for work */
+    pthread_cond_t quiet; /* quiesce / stop wait here */
     cparsl__work_t *head, *tail;
     size_t nthreads, nidle, nblocked, nrunning;
-    size_t target;          /* threads that may run at once unblocked */
+    size_t target; /* threads that may run at once unblocked */
     size_t max;
     bool stop, started;
 } pool = {

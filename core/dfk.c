@@ -131,8 +131,7 @@ static void maybe_release(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     if (!t->dfk_ref || !state_final(t->state) || t->pending > 0)
         return;
-    if (atomic_load_explicit(&t->fut.state, memory_order_relaxed) !=
-        FUT_DONE)
+    if (atomic_load_explicit(&t->fut.state, memory_order_relaxed) != FUT_DONE)
         return; /* still on the work list; released after publishing */
     t->dfk_ref = false;
     live_remove(d, t);
@@ -216,7 +215,8 @@ static void failed_deps_text(cparsl__task_t *t, uint8_t where, char *buf,
                  first->errtext ? first->errtext : "?");
 }
 
-/* ---- dependencies ---------------------------------------------------------- */
+/* ---- dependencies ----------------------------------------------------------
+ */
 
 static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t);
 
@@ -266,7 +266,8 @@ static void deps_link(cparsl__dfk_t *d, cparsl__task_t *t, uint32_t from)
         deps_ready(d, t);
 }
 
-/* ---- launching ------------------------------------------------------------ */
+/* ---- launching ------------------------------------------------------------
+ */
 
 static void client_run(cparsl__work_t *w);
 
@@ -325,8 +326,8 @@ static void launch(cparsl__dfk_t *d, cparsl__task_t *t)
         char msg[512];
         snprintf(msg, sizeof msg,
                  "no executor labelled '%s' for app '%s' (have: %s)",
-                 t->executors ? t->executors : t->app->executors,
-                 t->app->name, have);
+                 t->executors ? t->executors : t->app->executors, t->app->name,
+                 have);
         fail_task(d, t, CPARSL_FAILED, CPARSL_EEXECUTOR, msg);
         return;
     }
@@ -391,8 +392,8 @@ static bool memo_lookup(cparsl__dfk_t *d, cparsl__task_t *t)
     size_t len;
     if (cparsl__memo_key(t, &key, &len) < 0)
         return false; /* cannot key it: just run it */
-    cparsl_future_t *first = cparsl__memo_find_or_add(&d->memo, key, len,
-                                                      &t->fut);
+    cparsl_future_t *first =
+        cparsl__memo_find_or_add(&d->memo, key, len, &t->fut);
     if (!first)
         return false;
     uint32_t from = t->ndeps;
@@ -447,8 +448,7 @@ static void app_ready(cparsl__dfk_t *d, cparsl__task_t *t)
     prepare_exec(t);
     if (cparsl_exec_check_signature(&t->exec) < 0) {
         /* A type mismatch is the same on every try: no retry. */
-        fail_task(d, t, CPARSL_FAILED, t->exec.error.code,
-                  t->exec.error.text);
+        fail_task(d, t, CPARSL_FAILED, t->exec.error.code, t->exec.error.text);
         return;
     }
     if (memo_wanted(d, t) && memo_lookup(d, t))
@@ -522,8 +522,8 @@ static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t)
                     continue;
                 char what[128], msg[CPARSL_ERROR_TEXT];
                 describe(on, what, sizeof what);
-                snprintf(msg, sizeof msg, "future %u of %u (%s) failed: %s",
-                         i, t->ndeps, what, on->errtext ? on->errtext : "?");
+                snprintf(msg, sizeof msg, "future %u of %u (%s) failed: %s", i,
+                         t->ndeps, what, on->errtext ? on->errtext : "?");
                 fail_task(d, t, CPARSL_DEP_FAIL, on->errcode, msg);
                 break;
             }
@@ -574,8 +574,8 @@ static void try_failed(cparsl__dfk_t *d, cparsl__task_t *t)
         set_state(d, t, CPARSL_FAIL_RETRYABLE);
         CPARSL_LOG(CPARSL_LOG_INFO, "dfk",
                    "task %llu (app '%s') try %d failed, retrying: %s",
-                   (unsigned long long)t->fut.id, t->app->name,
-                   e->args.try_no, e->error.text);
+                   (unsigned long long)t->fut.id, t->app->name, e->args.try_no,
+                   e->error.text);
         reset_try(t);
         e->args.try_no++;
         launch(d, t);
@@ -602,12 +602,11 @@ static void on_exec_done(cparsl__dfk_t *d, cparsl__task_t *t)
     if (t->appkind->flags & CPARSL_APPKIND_CLIENT) {
         cparsl_join_t *j = &e->join;
         if (j->error || j->mode == 0) {
-            cparsl_error_set(
-                &e->error, CPARSL_EJOIN,
-                j->error ? "join app '%s' returned a bad future"
-                         : "join app '%s' returned no future (use "
-                           "cparsl_join_return, _append or _list)",
-                t->app->name);
+            cparsl_error_set(&e->error, CPARSL_EJOIN,
+                             j->error ? "join app '%s' returned a bad future"
+                                      : "join app '%s' returned no future (use "
+                                        "cparsl_join_return, _append or _list)",
+                             t->app->name);
             try_failed(d, t);
             return;
         }
@@ -639,9 +638,9 @@ static void on_submit(cparsl__dfk_t *d, cparsl__task_t *t)
                       t->call_errtext ? t->call_errtext : "bad call");
             return;
         }
-        t->retries = t->call_retries >= 0 ? t->call_retries
+        t->retries = t->call_retries >= 0   ? t->call_retries
                      : t->app->retries >= 0 ? t->app->retries
-                                             : d->default_retries;
+                                            : d->default_retries;
         for (uint32_t i = 0; i < t->ndeps; i++) {
             cparsl__task_t *p = producer(t->deps[i].on);
             if (p->fut.kind == TK_APP)
@@ -680,9 +679,8 @@ static int check_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_error_t *e)
         return cparsl_error_set(e, -EPROTO, "task %llu: no reference", id);
     bool done = atomic_load(&t->fut.state) == FUT_DONE;
     if (done != state_final(t->state))
-        return cparsl_error_set(e, -EPROTO,
-                                "task %llu: state %s but future %s", id,
-                                cparsl_state_name(t->state),
+        return cparsl_error_set(e, -EPROTO, "task %llu: state %s but future %s",
+                                id, cparsl_state_name(t->state),
                                 done ? "done" : "pending");
     uint32_t unfired = 0;
     for (uint32_t i = 0; i < t->ndeps; i++) {
@@ -692,9 +690,8 @@ static int check_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_error_t *e)
         if (dep->task != t) {
             /* A join's nodes are linked only once the body returned. */
             if (t->state == CPARSL_JOINING || dep->where != DEP_JOIN)
-                return cparsl_error_set(e, -EPROTO,
-                                        "task %llu: dep %u never linked", id,
-                                        i);
+                return cparsl_error_set(
+                    e, -EPROTO, "task %llu: dep %u never linked", id, i);
             continue;
         }
         unfired++;
@@ -714,8 +711,8 @@ static int check_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_error_t *e)
     }
     if (unfired != t->pending)
         return cparsl_error_set(e, -EPROTO,
-                                "task %llu: %u unfired deps but pending=%u",
-                                id, unfired, t->pending);
+                                "task %llu: %u unfired deps but pending=%u", id,
+                                unfired, t->pending);
     (void)d;
     return 0;
 }
@@ -873,8 +870,7 @@ int cparsl__dfk_start(cparsl__dfk_t *d, cparsl_error_t *err)
     pthread_cond_init(&d->cv, NULL);
     pthread_cond_init(&d->idle_cv, NULL);
     pthread_cond_init(&d->check_cv, NULL);
-    d->batches = calloc(d->nexecutors ? d->nexecutors : 1,
-                        sizeof *d->batches);
+    d->batches = calloc(d->nexecutors ? d->nexecutors : 1, sizeof *d->batches);
     if (!d->batches)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     int rc = pthread_create(&d->thread, NULL, dfk_main, d);

@@ -23,7 +23,8 @@
 
 #include "internal.h"
 
-/* ---- free list ------------------------------------------------------------ */
+/* ---- free list ------------------------------------------------------------
+ */
 
 /* Keep at most this many idle task objects; beyond it, free() them. */
 #define FREELIST_MAX 65536
@@ -139,8 +140,7 @@ void cparsl__task_ref(cparsl__task_t *t)
 
 void cparsl__task_unref(cparsl__task_t *t)
 {
-    if (atomic_fetch_sub_explicit(&t->fut.refs, 1, memory_order_acq_rel) !=
-        1)
+    if (atomic_fetch_sub_explicit(&t->fut.refs, 1, memory_order_acq_rel) != 1)
         return;
     t->qnext = destroy_list;
     destroy_list = t;
@@ -173,18 +173,18 @@ void cparsl_future_decref(cparsl_future_t *f)
 static long futex(_Atomic uint32_t *w, int op, uint32_t val,
                   const struct timespec *ts)
 {
-    return syscall(SYS_futex, (uint32_t *)w, op | FUTEX_PRIVATE_FLAG, val,
-                   ts, NULL, 0);
+    return syscall(SYS_futex, (uint32_t *)w, op | FUTEX_PRIVATE_FLAG, val, ts,
+                   NULL, 0);
 }
 
 cparsl__then_t *cparsl__future_publish(cparsl_future_t *f)
 {
-    uint32_t old = atomic_exchange_explicit(&f->state, FUT_DONE,
-                                            memory_order_acq_rel);
+    uint32_t old =
+        atomic_exchange_explicit(&f->state, FUT_DONE, memory_order_acq_rel);
     if (old == FUT_WAITERS)
         futex(&f->state, FUTEX_WAKE, INT_MAX, NULL);
-    cparsl__then_t *stack = atomic_exchange_explicit(
-        &f->thens, THEN_CLOSED, memory_order_acq_rel);
+    cparsl__then_t *stack =
+        atomic_exchange_explicit(&f->thens, THEN_CLOSED, memory_order_acq_rel);
     return stack == THEN_CLOSED ? NULL : stack;
 }
 
@@ -404,8 +404,8 @@ void cparsl__thens_dispatch(cparsl__then_t *stack)
 
 /* ---- DataFutures and composites ------------------------------------------ */
 
-int cparsl__task_add_dep(cparsl__task_t *t, cparsl_future_t *on,
-                         uint8_t where, uint32_t index)
+int cparsl__task_add_dep(cparsl__task_t *t, cparsl_future_t *on, uint8_t where,
+                         uint32_t index)
 {
     if (t->ndeps == t->depcap) {
         uint32_t cap = t->depcap * 2;
@@ -455,11 +455,11 @@ static cparsl_future_t *composite(cparsl_future_t *const *fs, size_t n,
         return NULL;
     t->fut.kind = kind;
     for (size_t i = 0; i < n; i++) {
-        if (!fs[i] || cparsl__task_add_dep(t, fs[i], DEP_SET, (uint32_t)i) < 0) {
+        if (!fs[i] ||
+            cparsl__task_add_dep(t, fs[i], DEP_SET, (uint32_t)i) < 0) {
             cparsl__task_unref(t);
             return cparsl__future_failed(
-                fs[i] ? -ENOMEM : -EINVAL,
-                "future_%s: %s at index %zu",
+                fs[i] ? -ENOMEM : -EINVAL, "future_%s: %s at index %zu",
                 kind == TK_ALL ? "all" : "any",
                 fs[i] ? "out of memory" : "NULL future", i);
         }
@@ -479,8 +479,7 @@ cparsl_future_t *cparsl_future_any(cparsl_future_t *const *fs, size_t n)
     return composite(fs, n, TK_ANY);
 }
 
-int cparsl_future_wait_all(cparsl_future_t *const *fs, size_t n,
-                           double timeout)
+int cparsl_future_wait_all(cparsl_future_t *const *fs, size_t n, double timeout)
 {
     int64_t deadline =
         timeout < 0 ? INT64_MAX : cparsl_mono_ns() + (int64_t)(timeout * 1e9);
@@ -498,8 +497,8 @@ int cparsl_future_wait_all(cparsl_future_t *const *fs, size_t n,
     return 0;
 }
 
-int cparsl_future_wait_any(cparsl_future_t *const *fs, size_t n,
-                           double timeout, size_t *index)
+int cparsl_future_wait_any(cparsl_future_t *const *fs, size_t n, double timeout,
+                           size_t *index)
 {
     for (size_t i = 0; i < n; i++)
         if (cparsl_future_done(fs[i])) {

@@ -21,10 +21,17 @@ static cparsl_config_t *run_config;
 static char run_dir[4096];
 
 static const char *const core_keys[] = {
-    "executors",         "retries",          "run_dir",
-    "app_cache",         "checkpoint_mode",  "checkpoint_files",
-    "checkpoint_period", "log_level",        "client_threads_max",
-    "store",             NULL,
+    "executors",
+    "retries",
+    "run_dir",
+    "app_cache",
+    "checkpoint_mode",
+    "checkpoint_files",
+    "checkpoint_period",
+    "log_level",
+    "client_threads_max",
+    "store",
+    NULL,
 };
 
 static const char *const checkpoint_modes[] = {
@@ -42,7 +49,8 @@ bool cparsl_initialized(void)
     return cparsl__dfk != NULL;
 }
 
-/* ---- configuration --------------------------------------------------------- */
+/* ---- configuration ---------------------------------------------------------
+ */
 
 /* Remove argv[i] .. argv[i+n-1], keeping argv NULL-terminated. */
 static void argv_remove(int *argc, char **argv, int i, int n)
@@ -55,8 +63,8 @@ static void argv_remove(int *argc, char **argv, int i, int n)
 static int load_layers(int *argc, char ***argv, const cparsl_config_t *cfg,
                        cparsl_config_t **out, cparsl_error_t *err)
 {
-    cparsl_config_t *base = cfg ? cparsl_config_dup(cfg)
-                                : cparsl_config_create();
+    cparsl_config_t *base =
+        cfg ? cparsl_config_dup(cfg) : cparsl_config_create();
     if (!base)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     const char *files[2] = {getenv("CPARSL_CONFIG"), NULL};
@@ -130,14 +138,14 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
                                err)) < 0 ||
         (rc = cparsl_cnode_string(root, "run_dir", "runinfo", &o->run_dir,
                                   err)) < 0 ||
-        (rc = cparsl_cnode_bool(root, "app_cache", true, &o->app_cache,
-                                err)) < 0 ||
+        (rc = cparsl_cnode_bool(root, "app_cache", true, &o->app_cache, err)) <
+            0 ||
         (rc = cparsl_cnode_string(root, "log_level", "info", &level, err)) <
             0 ||
         (rc = cparsl_cnode_int(root, "client_threads_max", 4096, 1, 1 << 20,
                                &o->client_threads_max, err)) < 0 ||
-        (rc = cparsl_cnode_choice(root, "checkpoint_mode", checkpoint_modes,
-                                  0, &mode, err)) < 0)
+        (rc = cparsl_cnode_choice(root, "checkpoint_mode", checkpoint_modes, 0,
+                                  &mode, err)) < 0)
         return rc;
     o->log_level = cparsl_log_level_parse(level);
     if (o->log_level < 0)
@@ -160,7 +168,8 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
     return 0;
 }
 
-/* ---- executors -------------------------------------------------------------- */
+/* ---- executors --------------------------------------------------------------
+ */
 
 static const struct cparsl_executor_ops *family_find(const char *name)
 {
@@ -244,8 +253,8 @@ static int make_executors(const cparsl_cnode_t *root,
         const cparsl_cnode_t *tnode = cparsl_cnode_get(node, "type");
         const char *type = tnode ? cparsl_cnode_scalar(tnode) : NULL;
         if (!type || !*type) {
-            rc = cparsl_cnode_error(node, err,
-                                    "missing 'type' (one of: %s)", fams);
+            rc = cparsl_cnode_error(node, err, "missing 'type' (one of: %s)",
+                                    fams);
             goto fail;
         }
         const struct cparsl_executor_ops *ops = family_find(type);
@@ -268,9 +277,9 @@ static int make_executors(const cparsl_cnode_t *root,
         for (size_t k = 0; k < made; k++)
             if (strcmp(v[k]->label, label) == 0) {
                 rc = cparsl_cnode_error(
-                    cparsl_cnode_get(node, "label") ? cparsl_cnode_get(node,
-                                                                       "label")
-                                                    : node,
+                    cparsl_cnode_get(node, "label")
+                        ? cparsl_cnode_get(node, "label")
+                        : node,
                     err, "label '%s' is used by two executors", label);
                 goto fail;
             }
@@ -287,8 +296,8 @@ static int make_executors(const cparsl_cnode_t *root,
         if (!mpi) {
             bool built = false;
             for (size_t i = 0; cparsl_builtin_executors[i]; i++)
-                built |= (cparsl_builtin_executors[i]->flags &
-                          CPARSL_EXEC_MPI) != 0;
+                built |=
+                    (cparsl_builtin_executors[i]->flags & CPARSL_EXEC_MPI) != 0;
             const char *why = built ? "add an MPI-capable executor"
                                     : "this build has no MPI-capable "
                                       "executor";
@@ -344,7 +353,8 @@ static int make_run_dir(const char *base, char *out, size_t cap,
 {
     int rc = mkdir_p(base);
     if (rc < 0)
-        return cparsl_error_set(err, rc, "key 'run_dir': cannot create "
+        return cparsl_error_set(err, rc,
+                                "key 'run_dir': cannot create "
                                 "'%s': %s",
                                 base, cparsl_strerror(rc));
     for (int attempt = 0; attempt < 100; attempt++) {
@@ -367,15 +377,16 @@ static int make_run_dir(const char *base, char *out, size_t cap,
         if (mkdir(out, 0755) == 0)
             return 0;
         if (errno != EEXIST)
-            return cparsl_error_set(err, -errno, "cannot create '%s': %s",
-                                    out, strerror(errno));
+            return cparsl_error_set(err, -errno, "cannot create '%s': %s", out,
+                                    strerror(errno));
         /* another run took that number at the same moment: try again */
     }
     return cparsl_error_set(err, -EEXIST, "cannot pick a run dir in '%s'",
                             base);
 }
 
-/* ---- the store ------------------------------------------------------------- */
+/* ---- the store -------------------------------------------------------------
+ */
 
 static int open_store(const cparsl_cnode_t *root, const char *dir,
                       cparsl__dfk_t *d, cparsl_error_t *err)
@@ -383,8 +394,8 @@ static int open_store(const cparsl_cnode_t *root, const char *dir,
     const cparsl_cnode_t *snode = cparsl_cnode_get(root, "store");
     const char *type = "null";
     int rc;
-    if (snode && (rc = cparsl_cnode_string(snode, "type", "null", &type,
-                                           err)) < 0)
+    if (snode &&
+        (rc = cparsl_cnode_string(snode, "type", "null", &type, err)) < 0)
         return rc;
     for (size_t i = 0; cparsl_builtin_stores[i]; i++) {
         if (strcmp(cparsl_builtin_stores[i]->name, type) != 0)
@@ -396,7 +407,8 @@ static int open_store(const cparsl_cnode_t *root, const char *dir,
                               "unknown store type '%s'", type);
 }
 
-/* ---- init and finalize ---------------------------------------------------- */
+/* ---- init and finalize ----------------------------------------------------
+ */
 
 static void teardown(cparsl__dfk_t *d, size_t started)
 {
@@ -467,8 +479,7 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
             goto fail;
         }
     }
-    if ((rc = cparsl__clientpool_start((size_t)o.client_threads_max, err)) <
-        0)
+    if ((rc = cparsl__clientpool_start((size_t)o.client_threads_max, err)) < 0)
         goto fail;
     if ((rc = cparsl__dfk_start(d, err)) < 0) {
         cparsl__clientpool_stop();

@@ -70,12 +70,12 @@ typedef struct cparsl__dep cparsl__dep_t;
 struct cparsl_future {
     _Atomic uint32_t state; /* FUT_*, also the futex word */
     _Atomic int32_t refs;
-    uint8_t kind;           /* enum cparsl__kind */
-    uint64_t id;            /* task id; 0 for non-app futures */
+    uint8_t kind; /* enum cparsl__kind */
+    uint64_t id;  /* task id; 0 for non-app futures */
     /* outcome: written by the DFK thread before state becomes DONE */
     cparsl_value_t value;
     int errcode;
-    char *errtext;          /* malloc'd on failure, NULL on success */
+    char *errtext; /* malloc'd on failure, NULL on success */
     /* DFK thread only: the dependency nodes waiting on this future */
     cparsl__dep_t *dependents;
     _Atomic(cparsl__then_t *) thens;
@@ -83,11 +83,11 @@ struct cparsl_future {
 
 /* A waiter's link into one future it depends on. */
 struct cparsl__dep {
-    cparsl__dep_t *next;      /* in on->dependents */
+    cparsl__dep_t *next;       /* in on->dependents */
     struct cparsl__task *task; /* the waiter */
-    cparsl_future_t *on;      /* holds a reference, dropped at destroy */
-    uint32_t index;           /* slot index in the waiter's table */
-    uint8_t where;            /* DEP_ARG, DEP_FILE, DEP_JOIN, DEP_SET */
+    cparsl_future_t *on;       /* holds a reference, dropped at destroy */
+    uint32_t index;            /* slot index in the waiter's table */
+    uint8_t where;             /* DEP_ARG, DEP_FILE, DEP_JOIN, DEP_SET */
     uint8_t fired;
 };
 
@@ -95,9 +95,9 @@ enum { DEP_ARG = 0, DEP_FILE, DEP_JOIN, DEP_SET, DEP_MEMO };
 
 /* ---- tasks --------------------------------------------------------------- */
 
-#define TASK_INLINE_ARGS 4
+#define TASK_INLINE_ARGS  4
 #define TASK_INLINE_FILES 2
-#define TASK_INLINE_DEPS 4
+#define TASK_INLINE_DEPS  4
 
 /* Inbound-queue events. */
 enum { EV_SUBMIT = 1, EV_DONE = 2 };
@@ -118,13 +118,13 @@ typedef struct cparsl__task {
     cparsl_state_t state;
     int retries;
     double fail_cost;
-    uint32_t pending;   /* dependencies not yet fired */
+    uint32_t pending; /* dependencies not yet fired */
     uint32_t failed_deps;
     cparsl_executor_t *executor;
     struct cparsl__task *live_prev, *live_next; /* for the checker */
     bool on_live;
-    bool dfk_ref;       /* the DFK holds a reference */
-    bool memo_hit;      /* waiting on an identical earlier call */
+    bool dfk_ref;  /* the DFK holds a reference */
+    bool memo_hit; /* waiting on an identical earlier call */
 
     /* arguments: positional then keyword slots; inputs then outputs */
     cparsl_argslot_t *argv;
@@ -139,7 +139,7 @@ typedef struct cparsl__task {
     cparsl__dep_t deps_inline[TASK_INLINE_DEPS];
 
     /* options given on the call (NULL/negative: the app's default) */
-    char *executors;      /* labels, owned */
+    char *executors; /* labels, owned */
     char *stdout_path, *stderr_path;
     int call_retries;     /* -1: default */
     double call_walltime; /* <0: default */
@@ -170,8 +170,8 @@ void cparsl__task_ref(cparsl__task_t *t);
 void cparsl__task_unref(cparsl__task_t *t);
 void cparsl__freelist_trim(void);
 /* Add a dependency node on 'on' (takes a reference). 0 or -ENOMEM. */
-int cparsl__task_add_dep(cparsl__task_t *t, cparsl_future_t *on,
-                         uint8_t where, uint32_t index);
+int cparsl__task_add_dep(cparsl__task_t *t, cparsl_future_t *on, uint8_t where,
+                         uint32_t index);
 /* Publish the outcome: wakes waiters, returns the closed then-stack. */
 cparsl__then_t *cparsl__future_publish(cparsl_future_t *f);
 /* Set a failure outcome (does not publish). */
@@ -210,19 +210,19 @@ struct cparsl__dfk {
     _Atomic bool has_work;
 
     /* DFK thread only */
-    cparsl__task_t *live;        /* all tasks not yet destroyed-by-DFK */
+    cparsl__task_t *live; /* all tasks not yet destroyed-by-DFK */
     size_t nlive;
-    size_t unfinished;           /* submitted and not final (under mu) */
-    cparsl_future_t **work;      /* completed futures to propagate */
+    size_t unfinished;      /* submitted and not final (under mu) */
+    cparsl_future_t **work; /* completed futures to propagate */
     size_t nwork, capwork;
 
     cparsl_executor_t **executors;
     size_t nexecutors;
-    size_t rr;                   /* round-robin cursor */
+    size_t rr; /* round-robin cursor */
     struct launch_batch {
         cparsl_exec_t **v;
         size_t n, cap;
-    } *batches;                  /* one per executor */
+    } * batches; /* one per executor */
 
     cparsl_store_t *store;
     const struct cparsl_store_ops *store_ops;

@@ -85,8 +85,10 @@ void cparsl__log(int level, const char *subsys, const char *fmt, ...)
     FILE *fp = log_fp ? log_fp : stderr;
     if (log_fp || level <= CPARSL_LOG_WARN)
         fprintf(fp, "%s.%03ld %s %s: %s\n", when, ts.tv_nsec / 1000000,
-                level_names[level < 0 ? 0 : level > 3 ? 3 : level], subsys,
-                msg);
+                level_names[level < 0   ? 0
+                            : level > 3 ? 3
+                                        : level],
+                subsys, msg);
     pthread_mutex_unlock(&log_mu);
     errno = saved;
 }

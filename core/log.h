@@ -32,18 +32,18 @@ int cparsl_log_level_parse(const char *s);
 /* True at most once a second per 'last' stamp. */
 int cparsl__log_sparse_ok(_Atomic int64_t *last);
 
-#define CPARSL_LOG(level, subsys, ...)                                      \
-    do {                                                                    \
-        if ((level) <= cparsl__log_level)                                   \
-            cparsl__log((level), (subsys), __VA_ARGS__);                    \
+#define CPARSL_LOG(level, subsys, ...)                                         \
+    do {                                                                       \
+        if ((level) <= cparsl__log_level)                                      \
+            cparsl__log((level), (subsys), __VA_ARGS__);                       \
     } while (0)
 
-#define CPARSL_LOG_SPARSE(level, subsys, ...)                               \
-    do {                                                                    \
-        static _Atomic int64_t cparsl__last_;                               \
-        if ((level) <= cparsl__log_level &&                                 \
-            cparsl__log_sparse_ok(&cparsl__last_))                          \
-            cparsl__log((level), (subsys), __VA_ARGS__);                    \
+#define CPARSL_LOG_SPARSE(level, subsys, ...)                                  \
+    do {                                                                       \
+        static _Atomic int64_t cparsl__last_;                                  \
+        if ((level) <= cparsl__log_level &&                                    \
+            cparsl__log_sparse_ok(&cparsl__last_))                             \
+            cparsl__log((level), (subsys), __VA_ARGS__);                       \
     } while (0)
 
 #endif

@@ -24,13 +24,11 @@ static uint64_t hash_bytes(const unsigned char *p, size_t n)
     return h ^ (h >> 29);
 }
 
-int cparsl__memo_key(const cparsl__task_t *t, unsigned char **out,
-                     size_t *len)
+int cparsl__memo_key(const cparsl__task_t *t, unsigned char **out, size_t *len)
 {
     const cparsl_exec_t *e = &t->exec;
     size_t nnamed = e->args.nnamed;
-    size_t n = e->args.npos + 2 * nnamed + e->args.ninputs +
-               e->args.noutputs;
+    size_t n = e->args.npos + 2 * nnamed + e->args.ninputs + e->args.noutputs;
     cparsl_value_t *items = malloc((n ? n : 1) * sizeof *items);
     if (!items)
         return -ENOMEM;
@@ -72,9 +70,8 @@ int cparsl__memo_key(const cparsl__task_t *t, unsigned char **out,
     return buf ? 0 : rc;
 }
 
-cparsl_future_t *cparsl__memo_find_or_add(cparsl__memo_t *m,
-                                          unsigned char *key, size_t len,
-                                          cparsl_future_t *f)
+cparsl_future_t *cparsl__memo_find_or_add(cparsl__memo_t *m, unsigned char *key,
+                                          size_t len, cparsl_future_t *f)
 {
     uint64_t h = hash_bytes(key, len);
     if (m->n * 2 >= m->cap) {

@@ -29,9 +29,8 @@ int cparsl__memo_key(const struct cparsl__task *t, unsigned char **out,
                      size_t *len);
 /* The future of an earlier identical call, or NULL after recording 'f'
  * under 'key'.  Takes ownership of 'key' either way. */
-cparsl_future_t *cparsl__memo_find_or_add(cparsl__memo_t *m,
-                                          unsigned char *key, size_t len,
-                                          cparsl_future_t *f);
+cparsl_future_t *cparsl__memo_find_or_add(cparsl__memo_t *m, unsigned char *key,
+                                          size_t len, cparsl_future_t *f);
 void cparsl__memo_clear(cparsl__memo_t *m);
 
 #endif

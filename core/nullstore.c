@@ -23,8 +23,7 @@ static void null_task_event(cparsl_store_t *s, const cparsl_task_event_t *ev)
     (void)ev;
 }
 
-static void null_dependency(cparsl_store_t *s, uint64_t child,
-                            uint64_t parent)
+static void null_dependency(cparsl_store_t *s, uint64_t child, uint64_t parent)
 {
     (void)s;
     (void)child;

@@ -69,8 +69,8 @@ static void *te_main(void *arg)
         if (te->delay > 0) {
             struct timespec ts = {
                 .tv_sec = (time_t)te->delay,
-                .tv_nsec = (long)((te->delay - (double)(time_t)te->delay) *
-                                  1e9)};
+                .tv_nsec =
+                    (long)((te->delay - (double)(time_t)te->delay) * 1e9)};
             nanosleep(&ts, NULL);
         }
         const char *app = e->args.app->name;
@@ -107,13 +107,13 @@ static int te_probe(const cparsl_launch_t *launch)
 }
 
 static const char *const te_keys[] = {
-    "type",  "label",   "fail_apps", "fail_tries",
-    "fail_every", "refuse", "delay", NULL,
+    "type",       "label",  "fail_apps", "fail_tries",
+    "fail_every", "refuse", "delay",     NULL,
 };
 
 static int te_configure(const cparsl_cnode_t *node,
-                        const cparsl_launch_t *launch,
-                        cparsl_executor_t **out, cparsl_error_t *err)
+                        const cparsl_launch_t *launch, cparsl_executor_t **out,
+                        cparsl_error_t *err)
 {
     (void)launch;
     const char *apps;
@@ -128,8 +128,7 @@ static int te_configure(const cparsl_cnode_t *node,
         (rc = cparsl_cnode_int(node, "fail_every", 0, 0, 1000000000, &every,
                                err)) < 0 ||
         (rc = cparsl_cnode_bool(node, "refuse", false, &refuse, err)) < 0 ||
-        (rc = cparsl_cnode_double(node, "delay", 0, 0, 3600, &delay, err)) <
-            0)
+        (rc = cparsl_cnode_double(node, "delay", 0, 0, 3600, &delay, err)) < 0)
         return rc;
     struct testexec *te = calloc(1, sizeof *te);
     if (!te || !(te->fail_apps = strdup(apps))) {

@@ -34,9 +34,9 @@ struct tp;
 
 struct tp_worker {
     struct tp *tp;
-    cparsl_exec_t *cur;   /* the try being run (tp->mu) */
-    int64_t deadline;     /* CLOCK_MONOTONIC ns; 0: none */
-    _Atomic int claim;    /* 0 running, 1 finished, 2 timed out */
+    cparsl_exec_t *cur; /* the try being run (tp->mu) */
+    int64_t deadline;   /* CLOCK_MONOTONIC ns; 0: none */
+    _Atomic int claim;  /* 0 running, 1 finished, 2 timed out */
     bool zombie;
     struct tp_worker *next, *prev;
 };
@@ -44,15 +44,15 @@ struct tp_worker {
 struct tp {
     cparsl_executor_t base;
     pthread_mutex_t mu;
-    pthread_cond_t cv;       /* idle workers */
-    pthread_cond_t wd_cv;    /* the watchdog */
-    pthread_cond_t exit_cv;  /* shutdown waits for workers here */
-    cparsl_exec_t **q;       /* ring buffer */
+    pthread_cond_t cv;      /* idle workers */
+    pthread_cond_t wd_cv;   /* the watchdog */
+    pthread_cond_t exit_cv; /* shutdown waits for workers here */
+    cparsl_exec_t **q;      /* ring buffer */
     size_t qhead, qlen, qcap;
     _Atomic size_t qlen_hint; /* lock-free peek for polling workers */
     struct tp_worker *workers;
-    size_t nworkers;         /* configured */
-    size_t nlive;            /* running, not zombies */
+    size_t nworkers; /* configured */
+    size_t nlive;    /* running, not zombies */
     size_t nzombies;
     size_t nsleeping;
     size_t replacements, max_replacements;
@@ -302,21 +302,20 @@ static const char *const tp_keys[] = {
 };
 
 static int tp_configure(const cparsl_cnode_t *node,
-                        const cparsl_launch_t *launch,
-                        cparsl_executor_t **out, cparsl_error_t *err)
+                        const cparsl_launch_t *launch, cparsl_executor_t **out,
+                        cparsl_error_t *err)
 {
     (void)launch;
     int64_t nthreads, maxrep;
     double zwait;
     int rc;
     if ((rc = cparsl_cnode_check_keys(node, tp_keys, err)) < 0 ||
-        (rc = cparsl_cnode_int(node, "max_threads",
-                               (int64_t)cpus_available(), 1, 65536,
-                               &nthreads, err)) < 0 ||
-        (rc = cparsl_cnode_int(node, "max_replacements", nthreads, 0,
-                               1 << 20, &maxrep, err)) < 0 ||
-        (rc = cparsl_cnode_double(node, "zombie_wait", 5.0, 0, 86400,
-                                  &zwait, err)) < 0)
+        (rc = cparsl_cnode_int(node, "max_threads", (int64_t)cpus_available(),
+                               1, 65536, &nthreads, err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "max_replacements", nthreads, 0, 1 << 20,
+                               &maxrep, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "zombie_wait", 5.0, 0, 86400, &zwait,
+                                  err)) < 0)
         return rc;
     struct tp *tp = calloc(1, sizeof *tp);
     if (!tp)
@@ -351,7 +350,8 @@ static int tp_start(cparsl_executor_t *ex, cparsl_error_t *err)
     }
     pthread_mutex_unlock(&tp->mu);
     if (rc < 0)
-        return cparsl_error_set(err, rc, "executor '%s': cannot start "
+        return cparsl_error_set(err, rc,
+                                "executor '%s': cannot start "
                                 "threads: %s",
                                 ex->label, cparsl_strerror(rc));
     return 0;

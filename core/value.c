@@ -837,7 +837,7 @@ static int dec_u64(struct dec *d, const char *what, uint64_t *x)
 
 static int dec_double(struct dec *d, const char *what, double *out)
 {
-    uint64_t u;
+    uint64_t u = 0;
     int rc = dec_u64(d, what, &u);
 
     if (rc < 0)
@@ -856,7 +856,7 @@ static int decode_rec(struct dec *d, cparsl_value_t *out, int depth)
     cparsl_value_t *items;
     const char *name;
     size_t start = d->pos;
-    uint64_t n, u;
+    uint64_t n = 0, u = 0;
     unsigned tag;
     int64_t *ia;
     double *da;

@@ -91,8 +91,8 @@ static int run(void)
      * above as a dependency failure, but report each one by name too. */
     for (int i = 0; i < NFILES; i++) {
         if (cparsl_future_error(writers[i]) < 0) {
-            fprintf(stderr, "bash_pipeline: writer of r%d.txt failed: %s\n",
-                    i, cparsl_future_errstr(writers[i]));
+            fprintf(stderr, "bash_pipeline: writer of r%d.txt failed: %s\n", i,
+                    cparsl_future_errstr(writers[i]));
             status = 1;
         }
         cparsl_future_decref(writers[i]);
@@ -102,28 +102,25 @@ static int run(void)
         return status;
 
     /* Check the total against the files as they are now. */
-    int64_t check = 0;
-    printf("bash_pipeline");
+    int64_t vals[NFILES], check = 0;
     for (int i = 0; i < NFILES; i++) {
         char path[32];
         snprintf(path, sizeof path, "r%d.txt", i);
-        int64_t v = 0;
         cparsl_error_t err;
-        if (read_number(path, &v, &err) < 0) {
-            printf("\n");
+        if (read_number(path, &vals[i], &err) < 0) {
             fprintf(stderr, "bash_pipeline: %s\n", err.text);
             return 1;
         }
-        if (v < 1 || v > 10) {
-            printf("\n");
-            fprintf(stderr, "bash_pipeline: %s holds %" PRId64
-                            ", not a number in 1..10\n",
-                    path, v);
+        if (vals[i] < 1 || vals[i] > 10) {
+            fprintf(stderr, "bash_pipeline: %s holds %" PRId64 ", not 1..10\n",
+                    path, vals[i]);
             return 1;
         }
-        printf(" r%d=%" PRId64, i, v);
-        check += v;
+        check += vals[i];
     }
+    printf("bash_pipeline");
+    for (int i = 0; i < NFILES; i++)
+        printf(" r%d=%" PRId64, i, vals[i]);
     printf("\n");
     printf("bash_pipeline total=%" PRId64 "\n", sum);
     if (sum != check) {

@@ -103,8 +103,9 @@ int main(int argc, char **argv)
     int status = 0;
     long n = parse_n(argc, argv);
     if (n < 0) {
-        fprintf(stderr, "monte_carlo: N must be a positive integer, got "
-                        "'%s'\nusage: monte_carlo [N]\n",
+        fprintf(stderr,
+                "monte_carlo: N must be a positive integer, got "
+                "'%s'\nusage: monte_carlo [N]\n",
                 argv[1]);
         status = 2;
         goto out;

@@ -15,27 +15,27 @@
 
 static int check__passed, check__failed;
 
-#define CHECK(cond, ...)                                                    \
-    do {                                                                    \
-        if (cond) {                                                         \
-            check__passed++;                                                \
-        } else {                                                            \
-            check__failed++;                                                \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                   \
-            fputc('\n', stderr);                                            \
-        }                                                                   \
+#define CHECK(cond, ...)                                                       \
+    do {                                                                       \
+        if (cond) {                                                            \
+            check__passed++;                                                   \
+        } else {                                                               \
+            check__failed++;                                                   \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
+            fprintf(stderr, __VA_ARGS__);                                      \
+            fputc('\n', stderr);                                               \
+        }                                                                      \
     } while (0)
 
-#define REQUIRE(cond, ...)                                                  \
-    do {                                                                    \
-        int check__ok = !!(cond);                                           \
-        CHECK(check__ok, __VA_ARGS__);                                      \
-        if (!check__ok) {                                                   \
-            fprintf(stderr, "stopping: a required check failed\n");         \
-            printf("%d passed, %d failed\n", check__passed, check__failed); \
-            exit(1);                                                        \
-        }                                                                   \
+#define REQUIRE(cond, ...)                                                     \
+    do {                                                                       \
+        int check__ok = !!(cond);                                              \
+        CHECK(check__ok, __VA_ARGS__);                                         \
+        if (!check__ok) {                                                      \
+            fprintf(stderr, "stopping: a required check failed\n");            \
+            printf("%d passed, %d failed\n", check__passed, check__failed);    \
+            exit(1);                                                           \
+        }                                                                      \
     } while (0)
 
 static inline int check_done(void)
@@ -58,7 +58,10 @@ typedef struct check_case {
 } check_case_t;
 
 #define TEST_CASE(name) static void test_##name(void)
-#define TEST_ENTRY(name) {#name, test_##name}
+#define TEST_ENTRY(name)                                                       \
+    {                                                                          \
+#name, test_##name                                                     \
+    }
 
 #include <string.h>
 static inline int check_main(int argc, char **argv, const check_case_t *cases)

@@ -17,7 +17,8 @@
 
 #include "check.h"
 
-/* ---- apps ------------------------------------------------------------------ */
+/* ---- apps ------------------------------------------------------------------
+ */
 
 static int app_add(const cparsl_args_t *a, cparsl_value_t *r,
                    cparsl_error_t *err)
@@ -88,8 +89,8 @@ static int app_kw(const cparsl_args_t *a, cparsl_value_t *r,
     const cparsl_value_t *o = cparsl_arg_named(a, "outputs");
     if (!o || o->type != CPARSL_T_INT)
         return cparsl_error_set(err, CPARSL_EAPP, "no kwarg 'outputs'");
-    return cparsl_value_printf(r, "kw=%lld files=%zu",
-                               (long long)o->u.i, cparsl_args_noutputs(a));
+    return cparsl_value_printf(r, "kw=%lld files=%zu", (long long)o->u.i,
+                               cparsl_args_noutputs(a));
 }
 CPARSL_APP(kw, app_kw)
 
@@ -226,7 +227,8 @@ static int64_t get_int(cparsl_future_t *f)
     return v;
 }
 
-/* ---- cases ------------------------------------------------------------------- */
+/* ---- cases
+ * ------------------------------------------------------------------- */
 
 TEST_CASE(dependency_order)
 {
@@ -380,8 +382,7 @@ TEST_CASE(retries)
     CHECK(cparsl_set_retry_handler(retry_cost, NULL) == 0, "handler");
     cparsl_future_t *d = cparsl_submit("flaky", CPARSL_I(4));
     CHECK(get_int(d) == 4, "handler allowed 5 tries");
-    CHECK(handler_calls == 4, "handler called per failure: %d",
-          handler_calls);
+    CHECK(handler_calls == 4, "handler called per failure: %d", handler_calls);
     cparsl_future_decref(a);
     cparsl_future_decref(b);
     cparsl_future_decref(fc);
@@ -507,8 +508,8 @@ TEST_CASE(callbacks)
     init_yaml(NULL);
     struct cb_state s = {.mu = PTHREAD_MUTEX_INITIALIZER};
     cparsl_future_t *slow = cparsl_submit("nap", CPARSL_D(0.1));
-    cparsl_future_t *f = cparsl_submit("add", CPARSL_F(slow) /* string! */,
-                                       CPARSL_I(1));
+    cparsl_future_t *f =
+        cparsl_submit("add", CPARSL_F(slow) /* string! */, CPARSL_I(1));
     cparsl_future_t *g = cparsl_submit("inc", CPARSL_I(41));
     CHECK(cparsl_future_then(g, cb_record, &s) == 0, "then");
     CHECK(cparsl_future_wait(g, -1) == 0, "wait");
@@ -736,8 +737,7 @@ TEST_CASE(threaded_submit)
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
-        CHECK(s[i].total == 500LL * i * 1000 + 499 * 500 / 2, "thread %d",
-              i);
+        CHECK(s[i].total == 500LL * i * 1000 + 499 * 500 / 2, "thread %d", i);
     }
     finalize_ok();
 }
@@ -778,8 +778,7 @@ TEST_CASE(memoization)
     f[0] = cparsl_submit("counted", CPARSL_I(5));
     f[1] = cparsl_submit("counted", CPARSL_I(5));
     cparsl_future_wait_all(f, 2, -1);
-    CHECK(runs_counted == 2, "no memo with app_cache false: %d",
-          runs_counted);
+    CHECK(runs_counted == 2, "no memo with app_cache false: %d", runs_counted);
     cparsl_future_decref(f[0]);
     cparsl_future_decref(f[1]);
     finalize_ok();

@@ -33,7 +33,8 @@ typedef enum cparsl_cnode_type {
     CPARSL_CNODE_SCALAR
 } cparsl_cnode_type_t;
 
-/* ---- building a config ---------------------------------------------------- */
+/* ---- building a config ----------------------------------------------------
+ */
 
 /* An empty config (a map with no keys).  NULL on ENOMEM. */
 cparsl_config_t *cparsl_config_create(void);
@@ -59,8 +60,8 @@ int cparsl_config_load_string(cparsl_config_t **out, const char *yaml,
  * "runinfo").  Returns 0, -EINVAL (bad path, or the path crosses a
  * scalar) or -ENOMEM.
  */
-int cparsl_config_set(cparsl_config_t *cfg, const char *path,
-                      const char *value, cparsl_error_t *err);
+int cparsl_config_set(cparsl_config_t *cfg, const char *path, const char *value,
+                      cparsl_error_t *err);
 
 /*
  * Overlay 'over' onto 'base': maps merge key by key, anything else
@@ -111,15 +112,14 @@ const char *cparsl_cnode_scalar(const cparsl_cnode_t *n);
 int cparsl_cnode_int(const cparsl_cnode_t *map, const char *key, int64_t def,
                      int64_t min, int64_t max, int64_t *out,
                      cparsl_error_t *err);
-int cparsl_cnode_double(const cparsl_cnode_t *map, const char *key,
-                        double def, double min, double max, double *out,
+int cparsl_cnode_double(const cparsl_cnode_t *map, const char *key, double def,
+                        double min, double max, double *out,
                         cparsl_error_t *err);
 int cparsl_cnode_bool(const cparsl_cnode_t *map, const char *key, bool def,
                       bool *out, cparsl_error_t *err);
 /* The string stays owned by the tree. */
 int cparsl_cnode_string(const cparsl_cnode_t *map, const char *key,
-                        const char *def, const char **out,
-                        cparsl_error_t *err);
+                        const char *def, const char **out, cparsl_error_t *err);
 /* Like cparsl_cnode_string, but the value must be one of 'choices'
  * (NULL-terminated); stores its index. */
 int cparsl_cnode_choice(const cparsl_cnode_t *map, const char *key,

@@ -34,8 +34,8 @@
 extern "C" {
 #endif
 
-#define CPARSL_VERSION_MAJOR 0
-#define CPARSL_VERSION_MINOR 1
+#define CPARSL_VERSION_MAJOR  0
+#define CPARSL_VERSION_MINOR  1
 #define CPARSL_VERSION_STRING "0.1.0"
 
 typedef struct cparsl_future cparsl_future_t;
@@ -95,8 +95,8 @@ size_t cparsl_capacity(void);
  * On failure return cparsl_error_set(err, CPARSL_EAPP, "...") (any
  * negative code); the future then fails with that code and text.
  */
-typedef int (*cparsl_app_fn)(const cparsl_args_t *args,
-                             cparsl_value_t *result, cparsl_error_t *err);
+typedef int (*cparsl_app_fn)(const cparsl_args_t *args, cparsl_value_t *result,
+                             cparsl_error_t *err);
 
 /*
  * A join app's body.  It runs on a client-side thread (never on a worker,
@@ -110,7 +110,7 @@ typedef int (*cparsl_join_fn)(const cparsl_args_t *args, cparsl_join_t *ret,
                               cparsl_error_t *err);
 
 /* The kind names the built-in app kinds register under. */
-#define CPARSL_KIND_C "c"
+#define CPARSL_KIND_C    "c"
 #define CPARSL_KIND_BASH "bash"
 #define CPARSL_KIND_JOIN "join"
 
@@ -120,11 +120,11 @@ typedef int (*cparsl_join_fn)(const cparsl_args_t *args, cparsl_join_t *ret,
  * static object is the usual case).
  */
 typedef struct cparsl_app {
-    const char *name;      /* unique; the same on every rank */
-    const char *kind;      /* CPARSL_KIND_C / _BASH / _JOIN or a plugin's */
-    cparsl_app_fn fn;      /* C apps */
-    cparsl_join_fn join;   /* join apps */
-    const char *command;   /* bash apps: the command template */
+    const char *name;    /* unique; the same on every rank */
+    const char *kind;    /* CPARSL_KIND_C / _BASH / _JOIN or a plugin's */
+    cparsl_app_fn fn;    /* C apps */
+    cparsl_join_fn join; /* join apps */
+    const char *command; /* bash apps: the command template */
     /*
      * Optional positional signature checked before the app runs, one
      * letter per argument: n nil, b bool, i int, d double (an int is
@@ -133,12 +133,12 @@ typedef struct cparsl_app {
      * arguments of any type.  NULL: unchecked.
      */
     const char *signature;
-    const char *executors; /* default executor labels, comma-separated */
-    const char *version;   /* for memo keys; NULL: the build's id */
-    int retries;           /* default retries for calls; <0: config's */
-    double walltime;       /* default walltime in seconds; 0: none */
-    int cache;             /* 1: memoize calls by default (app_cache) */
-    void *data;            /* user pointer, see cparsl_args_app() */
+    const char *executors;   /* default executor labels, comma-separated */
+    const char *version;     /* for memo keys; NULL: the build's id */
+    int retries;             /* default retries for calls; <0: config's */
+    double walltime;         /* default walltime in seconds; 0: none */
+    int cache;               /* 1: memoize calls by default (app_cache) */
+    void *data;              /* user pointer, see cparsl_args_app() */
     struct cparsl_app *next; /* registry link; leave NULL */
 } cparsl_app_t;
 
@@ -153,27 +153,27 @@ int cparsl_app_register(cparsl_app_t *app);
 /* The app registered under 'name', or NULL. */
 const cparsl_app_t *cparsl_app_find(const char *name);
 
-#define CPARSL__APP_DEFINE(id, ...)                                         \
-    static cparsl_app_t cparsl__app_##id = {__VA_ARGS__};                   \
-    __attribute__((constructor)) static void cparsl__register_##id(void)    \
-    {                                                                       \
-        (void)cparsl_app_register(&cparsl__app_##id);                       \
+#define CPARSL__APP_DEFINE(id, ...)                                            \
+    static cparsl_app_t cparsl__app_##id = {__VA_ARGS__};                      \
+    __attribute__((constructor)) static void cparsl__register_##id(void)       \
+    {                                                                          \
+        (void)cparsl_app_register(&cparsl__app_##id);                          \
     }
 
 /*
  * CPARSL_APP(name, fn, ...options): a C app named "name".  Options are
  * designated initializers of cparsl_app_t, e.g. .signature = "ii".
  */
-#define CPARSL_APP(id, func, ...)                                           \
-    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_C,              \
-                       .fn = (func), .retries = -1, __VA_ARGS__)
+#define CPARSL_APP(id, func, ...)                                              \
+    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_C, .fn = (func),   \
+                       .retries = -1, __VA_ARGS__)
 /* CPARSL_BASH_APP(name, "command {0} > {outputs[0]}", ...options) */
-#define CPARSL_BASH_APP(id, cmd, ...)                                       \
-    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_BASH,           \
+#define CPARSL_BASH_APP(id, cmd, ...)                                          \
+    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_BASH,              \
                        .command = (cmd), .retries = -1, __VA_ARGS__)
 /* CPARSL_JOIN_APP(name, fn, ...options) */
-#define CPARSL_JOIN_APP(id, func, ...)                                      \
-    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_JOIN,           \
+#define CPARSL_JOIN_APP(id, func, ...)                                         \
+    CPARSL__APP_DEFINE(id, .name = #id, .kind = CPARSL_KIND_JOIN,              \
                        .join = (func), .retries = -1, __VA_ARGS__)
 
 /* ---- inside an app: reading arguments -------------------------------- */
@@ -289,11 +289,10 @@ typedef struct cparsl_arg {
 cparsl_future_t *cparsl_submitv(const char *app, size_t n,
                                 const cparsl_arg_t *args);
 /* cparsl_submit("add", CPARSL_I(1), CPARSL_F(f)) */
-#define cparsl_submit(app, ...)                                             \
-    cparsl_submitv((app),                                                   \
-                   sizeof((cparsl_arg_t[]){__VA_ARGS__}) /                  \
-                       sizeof(cparsl_arg_t),                                \
-                   (cparsl_arg_t[]){__VA_ARGS__})
+#define cparsl_submit(app, ...)                                                \
+    cparsl_submitv(                                                            \
+        (app), sizeof((cparsl_arg_t[]){__VA_ARGS__}) / sizeof(cparsl_arg_t),   \
+        (cparsl_arg_t[]){__VA_ARGS__})
 
 /* ==== futures =========================================================== */
 
@@ -362,8 +361,8 @@ cparsl_future_t *cparsl_future_any(cparsl_future_t *const *fs, size_t n);
  * -ETIMEDOUT otherwise. */
 int cparsl_future_wait_all(cparsl_future_t *const *fs, size_t n,
                            double timeout);
-int cparsl_future_wait_any(cparsl_future_t *const *fs, size_t n,
-                           double timeout, size_t *index);
+int cparsl_future_wait_any(cparsl_future_t *const *fs, size_t n, double timeout,
+                           size_t *index);
 
 /* ==== retries =========================================================== */
 
@@ -373,9 +372,8 @@ int cparsl_future_wait_any(cparsl_future_t *const *fs, size_t n,
  * the costs so far stay <= its retries.  With no handler each failure
  * costs 1.  Must be quick and must not wait on futures.
  */
-typedef double (*cparsl_retry_fn)(uint64_t task_id, const char *app,
-                                  int try_no, int errcode,
-                                  const char *errtext, void *arg);
+typedef double (*cparsl_retry_fn)(uint64_t task_id, const char *app, int try_no,
+                                  int errcode, const char *errtext, void *arg);
 /* Install (or with NULL remove) the handler. Call after cparsl_init. */
 int cparsl_set_retry_handler(cparsl_retry_fn fn, void *arg);
 

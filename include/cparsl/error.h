@@ -48,8 +48,8 @@ enum cparsl_errcode {
 #define CPARSL_ERROR_TEXT 512
 
 typedef struct cparsl_error {
-    int code;                      /* negative code, 0 when no error */
-    char text[CPARSL_ERROR_TEXT];  /* NUL-terminated, "" when no error */
+    int code;                     /* negative code, 0 when no error */
+    char text[CPARSL_ERROR_TEXT]; /* NUL-terminated, "" when no error */
 } cparsl_error_t;
 
 /*

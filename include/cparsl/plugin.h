@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define cparsl_container_of(ptr, type, member)                              \
+#define cparsl_container_of(ptr, type, member)                                 \
     ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ==== the launch, as read from the launcher's environment =============== */
@@ -81,14 +81,14 @@ typedef struct cparsl_exec {
     int stdout_mode, stderr_mode;
     /* results, filled by the app kind / executor */
     cparsl_value_t result;
-    cparsl_error_t error;    /* error.code 0: success */
-    cparsl_join_t join;      /* join apps only */
+    cparsl_error_t error;             /* error.code 0: success */
+    cparsl_join_t join;               /* join apps only */
     int64_t t_launch, t_start, t_end; /* ns, CLOCK_REALTIME; 0: unknown */
-    int exit_code;           /* process exit status; -1: none */
-    int term_signal;         /* signal that ended it; 0: none */
-    double cpu_s;            /* CPU time; <0: unknown */
-    int64_t maxrss_kib;      /* peak memory; <0: unknown */
-    void *executor_data;     /* free for the executor's use */
+    int exit_code;                    /* process exit status; -1: none */
+    int term_signal;                  /* signal that ended it; 0: none */
+    double cpu_s;                     /* CPU time; <0: unknown */
+    int64_t maxrss_kib;               /* peak memory; <0: unknown */
+    void *executor_data;              /* free for the executor's use */
 } cparsl_exec_t;
 
 /* Called by an executor when a try is finished (successfully or not).
@@ -109,7 +109,8 @@ void cparsl_exec_hold(cparsl_exec_t *e);
 void cparsl_exec_release(cparsl_exec_t *e);
 
 /* Set e->error: a convenience for executors and app kinds. */
-#define cparsl_exec_fail(e, code, ...) cparsl_error_set(&(e)->error, (code), __VA_ARGS__)
+#define cparsl_exec_fail(e, code, ...)                                         \
+    cparsl_error_set(&(e)->error, (code), __VA_ARGS__)
 
 /* Check e's positional arguments against the app's signature (converting
  * ints to doubles where 'd' asks); 0 or -CPARSL_EARGS naming the
@@ -158,8 +159,7 @@ struct cparsl_executor_ops {
                      cparsl_executor_t **out, cparsl_error_t *err);
     int (*start)(cparsl_executor_t *ex, cparsl_error_t *err);
     /* Take n tries.  Must not block on task execution. */
-    int (*submit)(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
-                  size_t n);
+    int (*submit)(cparsl_executor_t *ex, cparsl_exec_t *const *batch, size_t n);
     size_t (*outstanding)(cparsl_executor_t *ex); /* submitted, not done */
     size_t (*capacity)(cparsl_executor_t *ex);    /* connected slots */
     int (*scale_out)(cparsl_executor_t *ex, unsigned blocks);

@@ -29,7 +29,7 @@ extern "C" {
 typedef enum cparsl_type {
     CPARSL_T_NIL = 0,
     CPARSL_T_BOOL = 1,
-    CPARSL_T_INT = 2,          /* int64_t */
+    CPARSL_T_INT = 2, /* int64_t */
     CPARSL_T_DOUBLE = 3,
     CPARSL_T_STRING = 4,       /* UTF-8 or any bytes but NUL */
     CPARSL_T_BYTES = 5,        /* any bytes */

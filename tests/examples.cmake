@@ -1,0 +1,32 @@
+# Tests that run the examples (../examples) and check their answers.
+# Included from tests/CMakeLists.txt.  Each example runs in a fresh scratch
+# directory (its run dir and output files land there) through
+# check_example.sh, which checks the exit status as well as the output.
+
+set(CPARSL_EXAMPLE_CHECK ${CMAKE_CURRENT_LIST_DIR}/check_example.sh)
+# The sanitizer options come from tests/CMakeLists.txt when it set them.
+if(DEFINED CPARSL_TEST_ENV)
+  set(CPARSL_EXAMPLE_ENV "${CPARSL_TEST_ENV}")
+else()
+  set(CPARSL_EXAMPLE_ENV "CPARSL_DEBUG_CHECK=1")
+endif()
+
+function(cparsl_example_test name mode target)
+  add_test(NAME ${name}
+    COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${mode} $<TARGET_FILE:${target}>
+            ${ARGN})
+  set_tests_properties(${name} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "${CPARSL_EXAMPLE_ENV}")
+endfunction()
+
+find_program(CPARSL_BASH bash)
+if(CPARSL_BASH)
+  cparsl_example_test(example.hello hello hello)
+  cparsl_example_test(example.monte_carlo monte_carlo monte_carlo 20000)
+  cparsl_example_test(example.bash_pipeline bash_pipeline bash_pipeline)
+  cparsl_example_test(example.sort_numbers sort_numbers sort_numbers)
+  cparsl_example_test(example.sort_numbers_bad sort_numbers_bad
+                      sort_numbers)
+else()
+  message(STATUS "bash not found: example tests not registered")
+endif()
