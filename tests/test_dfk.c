@@ -784,26 +784,91 @@ TEST_CASE(memoization)
     finalize_ok();
 }
 
+/* The states one task went through, from the tasklog store's trace. */
+static void task_states(const char *log, uint64_t id, char *out, size_t cap)
+{
+    FILE *f = fopen(log, "r");
+    char line[512], pat[64];
+    size_t len = 0;
+    out[0] = '\0';
+    snprintf(pat, sizeof pat, " task %llu app ", (unsigned long long)id);
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strstr(line, pat))
+            continue;
+        char *arrow = strstr(line, "-> ");
+        if (!arrow)
+            continue;
+        char to[32] = "";
+        sscanf(arrow + 3, "%31s", to);
+        len +=
+            (size_t)snprintf(out + len, cap - len, "%s%s", len ? "," : "", to);
+    }
+    if (f)
+        fclose(f);
+}
+
+TEST_CASE(store_sees_states)
+{
+    init_yaml("store: {type: tasklog}\n");
+    cparsl_future_t *ok = cparsl_submit("inc", CPARSL_I(1));
+    cparsl_call_t *c = cparsl_call_create("flaky");
+    cparsl_call_arg(c, cparsl_int(1));
+    cparsl_call_retries(c, 1);
+    cparsl_future_t *retried = cparsl_call_submit(c);
+    cparsl_future_t *bad = cparsl_submit("fail", CPARSL_I(1));
+    cparsl_future_t *dep = cparsl_submit("inc", CPARSL_F(bad));
+    cparsl_future_t *m1 = cparsl_submit("counted", CPARSL_I(9));
+    cparsl_future_wait(m1, -1);
+    cparsl_future_t *m2 = cparsl_submit("counted", CPARSL_I(9));
+    cparsl_future_t *j = cparsl_submit("many", CPARSL_I(1));
+    cparsl_future_t *all[] = {ok, retried, bad, dep, m1, m2, j};
+    cparsl_future_wait_all(all, 7, -1);
+    finalize_ok();
+    char log[4200], got[512];
+    snprintf(log, sizeof log, "%s/tasks.log", cparsl_run_dir());
+    struct {
+        cparsl_future_t *f;
+        const char *want;
+    } exp[] = {
+        {ok, "pending,launched,running,running_ended,exec_done"},
+        {retried, "pending,launched,running,fail_retryable,launched,running,"
+                  "running_ended,exec_done"},
+        {bad, "pending,launched,running,failed"},
+        {dep, "pending,dep_fail"},
+        {m2, "pending,memo_done"},
+        {j, "pending,launched,running,joining,exec_done"},
+    };
+    for (size_t i = 0; i < sizeof exp / sizeof exp[0]; i++) {
+        task_states(log, cparsl_future_id(exp[i].f), got, sizeof got);
+        CHECK(strcmp(got, exp[i].want) == 0, "task %llu: %s, want %s",
+              (unsigned long long)cparsl_future_id(exp[i].f), got, exp[i].want);
+    }
+    FILE *f = fopen(log, "r");
+    char line[512], want[64];
+    bool edge = false;
+    snprintf(want, sizeof want, " dep %llu <- %llu\n",
+             (unsigned long long)cparsl_future_id(dep),
+             (unsigned long long)cparsl_future_id(bad));
+    while (f && fgets(line, sizeof line, f))
+        edge |= strstr(line, want) != NULL;
+    if (f)
+        fclose(f);
+    CHECK(edge, "dependency edge recorded");
+    for (size_t i = 0; i < 7; i++)
+        cparsl_future_decref(all[i]);
+}
+
 static const check_case_t cases[] = {
-    TEST_ENTRY(memoization),
-    TEST_ENTRY(dependency_order),
-    TEST_ENTRY(diamond),
-    TEST_ENTRY(fanin_10000),
-    TEST_ENTRY(chain_100000),
-    TEST_ENTRY(chain_dep_fail),
-    TEST_ENTRY(failure_propagation),
-    TEST_ENTRY(retries),
-    TEST_ENTRY(testexec_failures),
-    TEST_ENTRY(join_fib15),
-    TEST_ENTRY(join_lists),
-    TEST_ENTRY(callbacks),
-    TEST_ENTRY(wait_timeout_all_any),
-    TEST_ENTRY(datafutures),
-    TEST_ENTRY(bad_calls),
-    TEST_ENTRY(walltime_thread),
-    TEST_ENTRY(walltime_zombie_reported),
-    TEST_ENTRY(threaded_submit),
-    {NULL, NULL},
+    TEST_ENTRY(store_sees_states), TEST_ENTRY(memoization),
+    TEST_ENTRY(dependency_order),  TEST_ENTRY(diamond),
+    TEST_ENTRY(fanin_10000),       TEST_ENTRY(chain_100000),
+    TEST_ENTRY(chain_dep_fail),    TEST_ENTRY(failure_propagation),
+    TEST_ENTRY(retries),           TEST_ENTRY(testexec_failures),
+    TEST_ENTRY(join_fib15),        TEST_ENTRY(join_lists),
+    TEST_ENTRY(callbacks),         TEST_ENTRY(wait_timeout_all_any),
+    TEST_ENTRY(datafutures),       TEST_ENTRY(bad_calls),
+    TEST_ENTRY(walltime_thread),   TEST_ENTRY(walltime_zombie_reported),
+    TEST_ENTRY(threaded_submit),   {NULL, NULL},
 };
 
 int main(int argc, char **argv)
