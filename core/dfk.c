@@ -503,7 +503,8 @@ static void deps_ready(cparsl__dfk_t *d, cparsl__task_t *t)
         if (on->errcode) {
             char what[128], msg[CPARSL_ERROR_TEXT];
             describe(on, what, sizeof what);
-            snprintf(msg, sizeof msg, "output %u of %s is missing: %s",
+            snprintf(msg, sizeof msg,
+                     "output %u of %s was not produced (the task failed): %s",
                      t->data_index, what, on->errtext ? on->errtext : "?");
             fail_task(d, t, CPARSL_DEP_FAIL, CPARSL_EDEPFAIL, msg);
         } else {

@@ -70,6 +70,13 @@ static int run(void)
         char path[32];
         snprintf(path, sizeof path, "r%d.txt", i);
         cparsl_call_t *c = cparsl_call_create("random_number");
+        if (!c) {
+            fprintf(stderr, "bash_pipeline: out of memory\n");
+            cparsl_call_cancel(t);
+            for (int j = 0; j < i; j++)
+                cparsl_future_decref(writers[j]);
+            return 1;
+        }
         cparsl_call_output(c, path);
         writers[i] = cparsl_call_submit(c);
         cparsl_future_t *df = cparsl_future_output(writers[i], 0);

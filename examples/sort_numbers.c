@@ -120,6 +120,11 @@ int main(int argc, char **argv)
         goto out;
     }
     cparsl_call_t *c = cparsl_call_create("sort_numbers");
+    if (!c) {
+        fprintf(stderr, "sort_numbers: out of memory\n");
+        status = 1;
+        goto out;
+    }
     cparsl_call_input(c, argv[1]);
     cparsl_future_t *f = cparsl_call_submit(c);
     const cparsl_value_t *v = NULL;

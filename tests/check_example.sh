@@ -48,7 +48,8 @@ monte_carlo)
     mean=$(sed -n 's/^monte_carlo mean=\([-0-9.]*\)$/\1/p' <<<"$out")
     [[ -n $mean ]] || fail "no mean line"
     # The integral is 0.363582; 0.01 is many standard errors at N=20000.
-    awk -v m="$mean" 'BEGIN { d = m - 0.3636; exit !(d < 0.01 && d > -0.01) }' ||
+    within='BEGIN { d = m - 0.3636; exit !(d < 0.01 && d > -0.01) }'
+    awk -v m="$mean" "$within" ||
         fail "mean $mean is not within 0.01 of 0.3636"
     ;;
 bash_pipeline)
@@ -61,7 +62,7 @@ bash_pipeline)
     sum=0
     for i in 0 1 2 3 4; do
         [[ -f r$i.txt ]] || fail "r$i.txt was not written"
-        v=${line#*r$i=}
+        v=${line#*r"$i"=}
         v=${v%% *}
         [[ $(<"r$i.txt") == "$v" ]] || fail "r$i.txt does not hold $v"
         sum=$((sum + v))

@@ -13,8 +13,8 @@ endif()
 
 function(cparsl_example_test name mode target)
   add_test(NAME ${name}
-    COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${mode} $<TARGET_FILE:${target}>
-            ${ARGN})
+    COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${mode}
+            $<TARGET_FILE:${target}> ${ARGN})
   set_tests_properties(${name} PROPERTIES TIMEOUT 120
     ENVIRONMENT "${CPARSL_EXAMPLE_ENV}")
 endfunction()
