@@ -585,7 +585,7 @@ static int bash_check(const cparsl_app_t *app, cparsl_error_t *err)
 
 const struct cparsl_app_kind cparsl_appkind_bash = {
     .name = CPARSL_KIND_BASH,
-    .flags = 0,
+    .flags = CPARSL_APPKIND_WALLTIME,
     .check = bash_check,
     .run = bash_run,
 };

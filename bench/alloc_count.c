@@ -15,12 +15,12 @@
 #include "alloc_count.h"
 
 #if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||  \
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
     __has_feature(memory_sanitizer)
 #define BENCH_NO_COUNT 1
 #endif
 #endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||        \
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) ||           \
     !defined(__GLIBC__)
 #ifndef BENCH_NO_COUNT
 #define BENCH_NO_COUNT 1

@@ -20,11 +20,13 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cparsl/cparsl.h>
 
@@ -44,7 +46,7 @@ static int app_noop(const cparsl_args_t *a, cparsl_value_t *r,
     (void)err;
     return 0;
 }
-CPARSL_APP(bench_noop, app_noop)
+CPARSL_APP(bench_noop, app_noop, .data = NULL)
 
 static int app_ident(const cparsl_args_t *a, cparsl_value_t *r,
                      cparsl_error_t *err)
@@ -67,20 +69,20 @@ CPARSL_APP(bench_inc, app_inc, .signature = "i")
 static int app_sum(const cparsl_args_t *a, cparsl_value_t *r,
                    cparsl_error_t *err)
 {
-    int64_t s = 0;
+    uint64_t s = 0; /* wraps, as the expected sum does */
     for (size_t i = 0; i < cparsl_args_count(a); i++) {
         const cparsl_value_t *v = cparsl_arg(a, i);
         if (v->type != CPARSL_T_INT)
             return cparsl_error_set(err, CPARSL_EAPP,
                                     "argument %zu is not an int", i);
-        s += v->u.i;
+        s += (uint64_t)v->u.i;
     }
-    *r = cparsl_int(s);
+    *r = cparsl_int((int64_t)s);
     return 0;
 }
-CPARSL_APP(bench_sum, app_sum)
+CPARSL_APP(bench_sum, app_sum, .data = NULL)
 
-/* ---- options ----------------------------------------------------------- */
+/* ---- options ------------------------------------------------------------- */
 
 enum mode { MODE_THROUGHPUT = 1, MODE_LATENCY = 2, MODE_DAG = 4 };
 #define MODE_ALL (MODE_THROUGHPUT | MODE_LATENCY | MODE_DAG)
@@ -109,7 +111,7 @@ static const struct exec_kind exec_kinds[] = {
 
 /* Above this a count is a typo, and the ring or latency arrays would not
  * fit in memory anyway. */
-#define COUNT_MAX ((uint64_t)1 << 40)
+#define COUNT_MAX   ((uint64_t)1 << 40)
 #define WORKERS_MAX 65536
 
 struct opts {
@@ -173,8 +175,8 @@ static uint64_t parse_count(const char *opt, const char *s, bool zero_ok)
             usage_error("%s needs a whole number, got '%s'", opt, s);
         v = v * 10 + (uint64_t)(*p - '0');
         if (v > COUNT_MAX)
-            usage_error("%s: '%s' is too large (at most %" PRIu64 ")", opt,
-                        s, COUNT_MAX);
+            usage_error("%s: '%s' is too large (at most %" PRIu64 ")", opt, s,
+                        COUNT_MAX);
     }
     if (v == 0 && !zero_ok)
         usage_error("%s must be at least 1, got '%s'", opt, s);
@@ -255,9 +257,22 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
     case OPT_CPARSL_CONFIG:
         if (!*val)
             usage_error("%s needs a file name", name);
+        if (access(val, R_OK) != 0)
+            usage_error("%s: cannot read '%s': %s", name, val, strerror(errno));
         o->config = val;
         break;
     }
+}
+
+/* Index in opt_table of the option spelled by the first len chars of a,
+ * or NOPTS. */
+static size_t opt_find(const char *a, size_t len)
+{
+    size_t k = 0;
+    while (k < NOPTS && !(strlen(opt_table[k].name) == len &&
+                          strncmp(a, opt_table[k].name, len) == 0))
+        k++;
+    return k;
 }
 
 static void parse_args(int argc, char **argv, struct opts *o)
@@ -276,11 +291,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
             exit(0);
         }
         if (a[0] == '-') {
-            /* skip the value of "--opt VALUE" */
-            if (!strchr(a, '='))
-                for (size_t k = 0; k < NOPTS; k++)
-                    if (strcmp(a, opt_table[k].name) == 0)
-                        i++;
+            const char *eq = strchr(a, '=');
+            size_t k = opt_find(a, eq ? (size_t)(eq - a) : strlen(a));
+            if (k == NOPTS)
+                usage_error("unknown option '%.*s'",
+                            (int)(eq ? eq - a : (ptrdiff_t)strlen(a)), a);
+            if (!eq)
+                i++; /* its value */
             continue;
         }
         if (mode)
@@ -302,12 +319,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             continue; /* the mode */
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        size_t k = 0;
-        while (k < NOPTS && !(strlen(opt_table[k].name) == len &&
-                              strncmp(a, opt_table[k].name, len) == 0))
-            k++;
-        if (k == NOPTS)
-            usage_error("unknown option '%.*s'", (int)len, a);
+        size_t k = opt_find(a, len);
         if (!(opt_table[k].modes & (int)o->mode))
             usage_error("option %s does not apply to mode %s",
                         opt_table[k].name, mode_names[o->mode]);
@@ -345,6 +357,7 @@ struct result {
     double seconds;
     double tasks_per_s;
     uint64_t allocs, frees;
+    double allocs_per_task;
     double p50_us, p99_us, mean_us, min_us, max_us;
     int64_t answer, expected;
     char error[CPARSL_ERROR_TEXT];
@@ -363,15 +376,13 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Nearest-rank percentile of a sorted array. */
-static double percentile(const double *sorted, size_t n, double p)
+/* Nearest-rank percentile (pct of 100) of a sorted array of n > 0. */
+static double percentile(const double *sorted, size_t n, unsigned pct)
 {
-    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999999);
+    size_t rank = (pct * n + 99) / 100; /* ceil(pct / 100 * n) */
     if (rank < 1)
         rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
+    return sorted[(rank > n ? n : rank) - 1];
 }
 
 /* Wait for f, note its first failure in r, release it. */
@@ -442,7 +453,9 @@ static cparsl_future_t *dag_build(enum shape shape, uint64_t n,
         cparsl_call_arg_future(sum, leaf);
         cparsl_future_decref(leaf);
     }
-    r->expected = (int64_t)(n * (n + 1) / 2);
+    /* 1 + 2 + ... + n, modulo 2^64 like bench_sum */
+    uint64_t sum_n = n % 2 ? n * ((n + 1) / 2) : (n / 2) * (n + 1);
+    r->expected = (int64_t)sum_n;
     r->executed = n + 1;
     return cparsl_call_submit(sum);
 }
@@ -464,7 +477,7 @@ static void dag_run(enum shape shape, uint64_t n, struct result *r)
     cparsl_future_decref(f);
 }
 
-/* ---- output ---------------------------------------------------------------- */
+/* ---- output -------------------------------------------------------------- */
 
 static void print_common(const struct opts *o, size_t workers)
 {
@@ -496,7 +509,7 @@ static void print_run(const struct opts *o, size_t workers, uint64_t run,
     if (bench_alloc_counting())
         printf(",\"allocs\":%" PRIu64 ",\"frees\":%" PRIu64
                ",\"allocs_per_task\":%.6f",
-               r->allocs, r->frees, (double)r->allocs / (double)o->tasks);
+               r->allocs, r->frees, r->allocs_per_task);
     else
         printf(",\"allocs\":null,\"frees\":null,\"allocs_per_task\":null");
     printf(",\"warmup\":%" PRIu64 ",\"cparsl\":\"%s\",\"build\":\"%s\"}\n",
@@ -504,50 +517,60 @@ static void print_run(const struct opts *o, size_t workers, uint64_t run,
     fflush(stdout);
 }
 
+/* Median over the runs of one field; sorts scratch, so scratch[0] and
+ * scratch[n - 1] are then the smallest and largest. */
+#define RUNS_MEDIAN(rs, n, scratch, expr)                                      \
+    (fill_runs(rs, n, scratch, offsetof(struct result, expr)),                 \
+     median(scratch, n))
+
+static void fill_runs(const struct result *rs, size_t n, double *scratch,
+                      size_t off)
+{
+    for (size_t i = 0; i < n; i++)
+        memcpy(&scratch[i], (const char *)&rs[i] + off, sizeof(double));
+}
+
+/* The --repeat summary: medians over the runs under the run lines' own
+ * names, so a reader can treat it like a run line, plus median_* names. */
 static void print_summary(const struct opts *o, size_t workers,
-                          struct result *rs, double *scratch)
+                          const struct result *rs, double *scratch)
 {
     size_t n = (size_t)o->repeat;
-    print_common(o, workers);
     bool ok = true;
     for (size_t i = 0; i < n; i++)
         ok = ok && rs[i].ok;
+    print_common(o, workers);
     printf(",\"summary\":true,\"runs\":%zu,\"ok\":%s", n,
            ok ? "true" : "false");
-    for (size_t i = 0; i < n; i++)
-        scratch[i] = rs[i].tasks_per_s;
-    printf(",\"median_tasks_per_s\":%.1f", median(scratch, n));
-    printf(",\"min_tasks_per_s\":%.1f,\"max_tasks_per_s\":%.1f", scratch[0],
-           scratch[n - 1]);
-    for (size_t i = 0; i < n; i++)
-        scratch[i] = rs[i].seconds;
-    printf(",\"median_seconds\":%.6f", median(scratch, n));
+    double sec = RUNS_MEDIAN(rs, n, scratch, seconds);
+    printf(",\"seconds\":%.6f,\"median_seconds\":%.6f", sec, sec);
+    double tps = RUNS_MEDIAN(rs, n, scratch, tasks_per_s);
+    printf(",\"tasks_per_s\":%.1f,\"median_tasks_per_s\":%.1f"
+           ",\"min_tasks_per_s\":%.1f,\"max_tasks_per_s\":%.1f",
+           tps, tps, scratch[0], scratch[n - 1]);
     if (o->mode == MODE_LATENCY) {
-        for (size_t i = 0; i < n; i++)
-            scratch[i] = rs[i].p50_us;
-        printf(",\"median_p50_us\":%.2f", median(scratch, n));
-        for (size_t i = 0; i < n; i++)
-            scratch[i] = rs[i].p99_us;
-        printf(",\"median_p99_us\":%.2f", median(scratch, n));
-        for (size_t i = 0; i < n; i++)
-            scratch[i] = rs[i].mean_us;
-        printf(",\"median_mean_us\":%.2f", median(scratch, n));
+        double p50 = RUNS_MEDIAN(rs, n, scratch, p50_us);
+        double p99 = RUNS_MEDIAN(rs, n, scratch, p99_us);
+        double mean = RUNS_MEDIAN(rs, n, scratch, mean_us);
+        printf(",\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f"
+               ",\"median_p50_us\":%.2f,\"median_p99_us\":%.2f"
+               ",\"median_mean_us\":%.2f",
+               p50, p99, mean, p50, p99, mean);
     }
     if (bench_alloc_counting()) {
-        for (size_t i = 0; i < n; i++)
-            scratch[i] = (double)rs[i].allocs / (double)o->tasks;
-        double med = median(scratch, n);
-        printf(",\"median_allocs_per_task\":%.6f,\"max_allocs_per_task\":%.6f",
-               med, scratch[n - 1]);
+        double a = RUNS_MEDIAN(rs, n, scratch, allocs_per_task);
+        printf(",\"allocs_per_task\":%.6f,\"median_allocs_per_task\":%.6f"
+               ",\"max_allocs_per_task\":%.6f",
+               a, a, scratch[n - 1]);
     } else {
-        printf(",\"median_allocs_per_task\":null,"
-               "\"max_allocs_per_task\":null");
+        printf(",\"allocs_per_task\":null,\"median_allocs_per_task\":null"
+               ",\"max_allocs_per_task\":null");
     }
     printf("}\n");
     fflush(stdout);
 }
 
-/* ---- main ------------------------------------------------------------------ */
+/* ---- main ---------------------------------------------------------------- */
 
 static int set_key(cparsl_config_t *cfg, const char *key, const char *val,
                    cparsl_error_t *err)
@@ -593,8 +616,8 @@ int main(int argc, char **argv)
     char *iargv[3] = {argv[0], NULL, NULL};
     int iargc = 1;
     if (o.config) {
-        if (snprintf(cfgarg, sizeof cfgarg, "--cparsl-config=%s",
-                     o.config) >= (int)sizeof cfgarg)
+        if (snprintf(cfgarg, sizeof cfgarg, "--cparsl-config=%s", o.config) >=
+            (int)sizeof cfgarg)
             usage_error("--config: file name too long");
         iargv[iargc++] = cfgarg;
     }
@@ -630,8 +653,7 @@ int main(int argc, char **argv)
                      sizeof *lat);
     if (!rs || !scratch || (o.mode == MODE_THROUGHPUT && !ring) ||
         (o.mode == MODE_LATENCY && !lat)) {
-        fprintf(stderr, "cparsl-bench: out of memory for %" PRIu64
-                        " tasks\n",
+        fprintf(stderr, "cparsl-bench: out of memory for %" PRIu64 " tasks\n",
                 o.tasks);
         status = 1;
         goto done;
@@ -668,9 +690,9 @@ int main(int argc, char **argv)
         int64_t t1 = mono_ns();
         r->allocs = bench_alloc_count() - a0;
         r->frees = bench_free_count() - f0;
+        r->allocs_per_task = (double)r->allocs / (double)o.tasks;
         r->seconds = (double)(t1 - t0) / 1e9;
-        r->tasks_per_s = r->seconds > 0 ? (double)r->executed / r->seconds
-                                        : 0;
+        r->tasks_per_s = r->seconds > 0 ? (double)r->executed / r->seconds : 0;
         if (o.mode == MODE_LATENCY) {
             double sum = 0;
             for (uint64_t i = 0; i < o.tasks; i++)
@@ -684,8 +706,7 @@ int main(int argc, char **argv)
         }
         print_run(&o, workers, run + 1, r);
         if (!r->ok) {
-            fprintf(stderr, "cparsl-bench: run %zu: %s\n", run + 1,
-                    r->error);
+            fprintf(stderr, "cparsl-bench: run %zu: %s\n", run + 1, r->error);
             status = 1;
         }
     }

@@ -121,6 +121,11 @@ const struct cparsl_app_kind *cparsl__appkind_find(const char *name)
     return NULL;
 }
 
+const struct cparsl_app_kind *cparsl_app_kind_of(const cparsl_app_t *app)
+{
+    return app ? cparsl__appkind_find(app->kind) : NULL;
+}
+
 int cparsl__apps_check(cparsl_error_t *err)
 {
     pthread_mutex_lock(&reg_mu);

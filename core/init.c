@@ -151,7 +151,8 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
     if (o->log_level < 0)
         return cparsl_cnode_error(cparsl_cnode_get(root, "log_level"), err,
                                   "expected one of: error, warn, info, "
-                                  "debug");
+                                  "debug; got '%s'",
+                                  level);
     if (!*o->run_dir)
         return cparsl_cnode_error(cparsl_cnode_get(root, "run_dir"), err,
                                   "must not be empty");
@@ -298,23 +299,25 @@ static int make_executors(const cparsl_cnode_t *root,
             for (size_t i = 0; cparsl_builtin_executors[i]; i++)
                 built |=
                     (cparsl_builtin_executors[i]->flags & CPARSL_EXEC_MPI) != 0;
-            const char *why = built ? "add an MPI-capable executor"
+            const char *why = built ? "add an MPI-capable executor to it"
                                     : "this build has no MPI-capable "
-                                      "executor";
+                                      "executor yet, so start the program "
+                                      "without an MPI launcher";
             if (list)
                 rc = cparsl_cnode_error(
                     list, err,
                     "launched as %d ranks (%s) but no executor here uses "
-                    "MPI ranks, so every rank would run the workflow; %s, "
-                    "or start the program without an MPI launcher",
+                    "MPI ranks, so every rank would run the workflow: %s",
                     launch->size, launch->source, why);
-            else
+            if (list) {
+                err->code = -CPARSL_ELAUNCH;
+                rc = -CPARSL_ELAUNCH;
+            } else
                 rc = cparsl_error_set(
                     err, CPARSL_ELAUNCH,
                     "key 'executors': launched as %d ranks (%s) but no "
                     "executor uses MPI ranks, so every rank would run the "
-                    "workflow; %s, or start the program without an MPI "
-                    "launcher",
+                    "workflow: %s",
                     launch->size, launch->source, why);
             goto fail;
         }

@@ -9,10 +9,12 @@
  * Walltime: a C function on a thread cannot be stopped.  A watchdog thread
  * fails a try at its deadline, the worker running it is written off as a
  * "zombie" (it keeps its thread, a copy of the try and a hold on the task,
- * and throws its late result away), and a replacement worker starts, up
- * to max_replacements.  Shutdown waits for zombies only up to
- * zombie_wait seconds and reports those still running.  Process
- * isolation (a later executor) is the answer for an enforced walltime.
+ * and throws its late result away), and a replacement worker starts
+ * while no more than max_replacements threads are stuck at once; a stuck
+ * thread that returns rejoins the pool if it is short.  App kinds that
+ * enforce walltime themselves (bash) are not watched.  Shutdown waits for
+ * zombies only up to zombie_wait seconds and reports those still running.
+ * Process isolation (a later executor) is the answer for an enforced walltime.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -128,6 +130,12 @@ static cparsl_exec_t *next_try(struct tp *tp)
     return e;
 }
 
+static bool kind_enforces_walltime(const cparsl_exec_t *e)
+{
+    const struct cparsl_app_kind *k = cparsl_app_kind_of(e->args.app);
+    return k && (k->flags & CPARSL_APPKIND_WALLTIME);
+}
+
 static void *worker_main(void *arg)
 {
     struct tp_worker *w = arg;
@@ -142,7 +150,7 @@ static void *worker_main(void *arg)
         w->cur = e;
         w->deadline = 0;
         atomic_store_explicit(&w->claim, 0, memory_order_relaxed);
-        if (e->walltime > 0) {
+        if (e->walltime > 0 && !kind_enforces_walltime(e)) {
             w->deadline = cparsl_mono_ns() + (int64_t)(e->walltime * 1e9);
             cparsl_exec_hold(e);
             pthread_cond_signal(&tp->wd_cv);
@@ -170,15 +178,28 @@ static void *worker_main(void *arg)
         bool won = w->deadline == 0 ||
                    atomic_compare_exchange_strong(&w->claim, &expect, 1);
         if (!won) {
-            /* The watchdog already failed this try and replaced us. */
+            /* The watchdog already failed this try.  Throw the late result
+             * away; rejoin the pool if it is short of threads. */
             cparsl_value_clear(&local.result);
             cparsl_exec_release(e);
             pthread_mutex_lock(&tp->mu);
             tp->nzombies--;
+            w->zombie = false;
+            w->cur = NULL;
+            w->deadline = 0;
             pthread_cond_broadcast(&tp->exit_cv);
-            pthread_mutex_unlock(&tp->mu);
-            free(w);
-            return NULL;
+            if (tp->stop || tp->nlive >= tp->nworkers) {
+                pthread_mutex_unlock(&tp->mu);
+                free(w);
+                return NULL;
+            }
+            w->next = tp->workers;
+            w->prev = NULL;
+            if (tp->workers)
+                tp->workers->prev = w;
+            tp->workers = w;
+            tp->nlive++;
+            continue;
         }
         e->result = local.result;
         if (local.error.code)
@@ -234,7 +255,7 @@ static void *watchdog_main(void *arg)
                         "enforced walltime",
                         e->args.app->name, e->walltime, tp->nzombies);
                     e->t_end = cparsl_now_ns();
-                    if (tp->replacements < tp->max_replacements) {
+                    if (tp->nzombies <= tp->max_replacements) {
                         tp->replacements++;
                         if (spawn_worker(tp) < 0)
                             CPARSL_LOG(CPARSL_LOG_WARN, "threadpool",
@@ -242,8 +263,9 @@ static void *watchdog_main(void *arg)
                     } else {
                         CPARSL_LOG_SPARSE(
                             CPARSL_LOG_WARN, "threadpool",
-                            "executor '%s': replacement cap (%zu) reached; "
-                            "%zu workers left",
+                            "executor '%s': %zu stuck threads, more than "
+                            "max_replacements; %zu workers left until they "
+                            "return",
                             tp->base.label, tp->max_replacements, tp->nlive);
                     }
                     pthread_mutex_unlock(&tp->mu);

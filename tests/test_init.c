@@ -20,7 +20,7 @@
 
 #define HAS(text, sub) (strstr((text), (sub)) != NULL)
 
-/* ---- apps ------------------------------------------------------------------ */
+/* ---- apps --------------------------------------------------------------- */
 
 static int app_seven(const cparsl_args_t *a, cparsl_value_t *r,
                      cparsl_error_t *err)
@@ -46,7 +46,7 @@ static int app_flaky(const cparsl_args_t *a, cparsl_value_t *r,
 }
 CPARSL_APP(flaky, app_flaky)
 
-/* ---- helpers ------------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------ */
 
 static char case_dir[64];
 
@@ -65,6 +65,18 @@ static void leave_tmp(void)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
     CHECK(system(cmd) == 0, "cleanup of %s", case_dir);
+    case_dir[0] = '\0';
+}
+
+/* A case stopped by REQUIRE still removes its directory. */
+static void cleanup_at_exit(void)
+{
+    if (case_dir[0] && chdir("/tmp") == 0) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "cannot remove %s\n", case_dir);
+    }
 }
 
 static void write_file(const char *path, const char *text)
@@ -84,8 +96,7 @@ static bool is_dir(const char *path)
 static long file_size(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (long)st.st_size
-                                                       : -1;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (long)st.st_size : -1;
 }
 
 static cparsl_config_t *yaml_cfg(const char *yaml)
@@ -123,8 +134,7 @@ static void finalize_ok(void)
 
 /* Submit 'app' with call options; returns its error code (0 on success).
  * 'text' receives the error text. */
-static int run_app(const char *app, const char *labels, char *text,
-                   size_t cap)
+static int run_app(const char *app, const char *labels, char *text, size_t cap)
 {
     cparsl_call_t *c = cparsl_call_create(app);
     if (labels)
@@ -157,9 +167,15 @@ static void good_init_cycle(const char *after)
 }
 
 static const char *const launch_vars[] = {
-    "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE",
-    "PMI_RANK",             "SLURM_STEP_NUM_TASKS", "SLURM_PROCID",
-    "SLURM_STEP_ID",        "PMIX_RANK",            NULL,
+    "OMPI_COMM_WORLD_SIZE",
+    "OMPI_COMM_WORLD_RANK",
+    "PMI_SIZE",
+    "PMI_RANK",
+    "SLURM_STEP_NUM_TASKS",
+    "SLURM_PROCID",
+    "SLURM_STEP_ID",
+    "PMIX_RANK",
+    NULL,
 };
 
 static void clear_launch_env(void)
@@ -168,7 +184,7 @@ static void clear_launch_env(void)
         unsetenv(launch_vars[i]);
 }
 
-/* ---- (a) the default config and its run dirs ----------------------------- */
+/* ---- (a) the default config and its run dirs ---------------------------- */
 
 TEST_CASE(default_config_run_dirs)
 {
@@ -203,7 +219,7 @@ TEST_CASE(default_config_run_dirs)
     leave_tmp();
 }
 
-/* ---- (b) config files: CPARSL_CONFIG, --cparsl-config, precedence --------- */
+/* ---- (b) config files: CPARSL_CONFIG, --cparsl-config, precedence ------- */
 
 static const char *env_yaml = "run_dir: envdir\n"
                               "executors:\n"
@@ -282,8 +298,8 @@ TEST_CASE(config_arg_forms)
     }
     /* --cparsl-config FILE between other arguments */
     {
-        char *v[] = {"prog", "a", "--cparsl-config", "arg.yaml", "b", "c",
-                     NULL};
+        char *v[] = {"prog", "a", "--cparsl-config", "arg.yaml", "b",
+                     "c",    NULL};
         int argc = 6;
         char **argv = v;
         cparsl_error_t err;
@@ -349,12 +365,10 @@ TEST_CASE(config_precedence)
     CHECK(argc == 1 && argv[1] == NULL, "stripped: argc %d", argc);
     CHECK(strcmp(cparsl_run_dir(), "argdir/000") == 0, "arg wins: %s",
           cparsl_run_dir());
-    CHECK(cparsl_capacity() == 2, "executors from env: %zu",
-          cparsl_capacity());
+    CHECK(cparsl_capacity() == 2, "executors from env: %zu", cparsl_capacity());
     CHECK(run_app("pinned", "envpool", text, sizeof text) == 0,
           "env's executor: %s", text);
-    CHECK(run_app("pinned", "codepool", text, sizeof text) ==
-              -CPARSL_EEXECUTOR,
+    CHECK(run_app("pinned", "codepool", text, sizeof text) == -CPARSL_EEXECUTOR,
           "code's executor replaced: %s", text);
     cparsl_future_t *f = cparsl_submit("flaky", CPARSL_I(2));
     CHECK(cparsl_future_error(f) == 0, "retries from arg: %s",
@@ -394,7 +408,7 @@ TEST_CASE(config_precedence)
     leave_tmp();
 }
 
-/* ---- (c) bad configs ------------------------------------------------------ */
+/* ---- (c) bad configs ---------------------------------------------------- */
 
 struct bad {
     const char *yaml;
@@ -474,8 +488,7 @@ static void expect_bad(const struct bad *b, const char *file, bool via_env,
     } else {
         rc = cparsl_init(&argc, &argv, NULL, &err);
     }
-    CHECK(rc == -CPARSL_ECONFIG, "rc %d (%s) for:\n%s", rc, err.text,
-          b->yaml);
+    CHECK(rc == -CPARSL_ECONFIG, "rc %d (%s) for:\n%s", rc, err.text, b->yaml);
     CHECK(err.code == rc, "err.code %d rc %d", err.code, rc);
     CHECK(!cparsl_initialized(), "not initialized after a bad config");
     char loc[160];
@@ -487,8 +500,7 @@ static void expect_bad(const struct bad *b, const char *file, bool via_env,
         CHECK(HAS(err.text, key), "names %s: %s", key, err.text);
     }
     for (size_t i = 0; i < 3 && b->want[i]; i++)
-        CHECK(HAS(err.text, b->want[i]), "says '%s': %s", b->want[i],
-              err.text);
+        CHECK(HAS(err.text, b->want[i]), "says '%s': %s", b->want[i], err.text);
     if (rc == CPARSL_CLIENT)
         finalize_ok();
     /* Nothing is left behind, and a good init works (and gets the next run
@@ -549,8 +561,7 @@ TEST_CASE(missing_config_file)
     char **argv = v;
     rc = cparsl_init(&argc, &argv, NULL, &err);
     CHECK(rc == -ENOENT && err.code == rc, "arg: rc %d %s", rc, err.text);
-    CHECK(HAS(err.text, "missing-arg.yaml") &&
-              HAS(err.text, "--cparsl-config"),
+    CHECK(HAS(err.text, "missing-arg.yaml") && HAS(err.text, "--cparsl-config"),
           "names the path: %s", err.text);
     CHECK(!cparsl_initialized(), "not initialized");
     good_init_cycle("a missing --cparsl-config file");
@@ -566,8 +577,7 @@ TEST_CASE(bad_config_in_code)
     REQUIRE(cparsl_config_set(cfg, "executors[0].type", "threadpool", &err) ==
                 0,
             "set: %s", err.text);
-    REQUIRE(cparsl_config_set(cfg, "executors[0].max_threads", "0", &err) ==
-                0,
+    REQUIRE(cparsl_config_set(cfg, "executors[0].max_threads", "0", &err) == 0,
             "set: %s", err.text);
     int rc = cparsl_init(NULL, NULL, cfg, &err);
     CHECK(rc == -CPARSL_ECONFIG, "rc %d %s", rc, err.text);
@@ -580,7 +590,7 @@ TEST_CASE(bad_config_in_code)
     leave_tmp();
 }
 
-/* ---- (d) the multi-rank launch rule --------------------------------------- */
+/* ---- (d) the multi-rank launch rule ------------------------------------- */
 
 static void expect_launch_fail(const char *var, const char *val,
                                const cparsl_config_t *cfg, int ranks)
@@ -640,7 +650,7 @@ TEST_CASE(launch_rule)
     leave_tmp();
 }
 
-/* ---- (e) two executors, calls and apps pinned by label -------------------- */
+/* ---- (e) two executors, calls and apps pinned by label ------------------ */
 
 TEST_CASE(executors_by_label)
 {
@@ -658,13 +668,12 @@ TEST_CASE(executors_by_label)
           "testexec's text: %s", text);
     /* pinned to a: runs on the thread pool */
     for (int i = 0; i < 10; i++)
-        CHECK(run_app("pinned", "a", text, sizeof text) == 0, "on a: %s",
-              text);
+        CHECK(run_app("pinned", "a", text, sizeof text) == 0, "on a: %s", text);
     /* An app whose default is "a" never lands on b (round robin would put
      * every other unpinned task there). */
     for (int i = 0; i < 20; i++)
-        CHECK(run_app("only_a", NULL, text, sizeof text) == 0,
-              "only_a #%d: %s", i, text);
+        CHECK(run_app("only_a", NULL, text, sizeof text) == 0, "only_a #%d: %s",
+              i, text);
     /* ... and one whose default is b always does. */
     rc = run_app("only_b", NULL, text, sizeof text);
     CHECK(rc == -CPARSL_EEXECUTOR && HAS(text, "app 'only_b'"),
@@ -682,7 +691,7 @@ TEST_CASE(executors_by_label)
     leave_tmp();
 }
 
-/* ---- (f) init and finalize misuse ----------------------------------------- */
+/* ---- (f) init and finalize misuse --------------------------------------- */
 
 TEST_CASE(init_finalize_misuse)
 {
@@ -716,7 +725,7 @@ TEST_CASE(init_finalize_misuse)
     leave_tmp();
 }
 
-/* ---- (g) capacity --------------------------------------------------------- */
+/* ---- (g) capacity ------------------------------------------------------- */
 
 TEST_CASE(capacity)
 {
@@ -743,7 +752,7 @@ TEST_CASE(capacity)
     leave_tmp();
 }
 
-/* ---- (h) a config built in code ------------------------------------------- */
+/* ---- (h) a config built in code ----------------------------------------- */
 
 TEST_CASE(config_in_code)
 {
@@ -754,8 +763,7 @@ TEST_CASE(config_in_code)
     REQUIRE(cparsl_config_set(cfg, "executors[0].type", "threadpool", &err) ==
                 0,
             "set: %s", err.text);
-    REQUIRE(cparsl_config_set(cfg, "executors[0].max_threads", "3", &err) ==
-                0,
+    REQUIRE(cparsl_config_set(cfg, "executors[0].max_threads", "3", &err) == 0,
             "set: %s", err.text);
     REQUIRE(cparsl_config_set(cfg, "run_dir", "coderuns/x", &err) == 0,
             "set: %s", err.text);
@@ -773,8 +781,8 @@ TEST_CASE(config_in_code)
           "the label defaults to the type: %s", text);
     cparsl_future_t *f = cparsl_submit("flaky", CPARSL_I(1));
     int64_t t = -1;
-    CHECK(cparsl_future_get_int(f, &t) == 0 && t == 1,
-          "retries from code: %s", cparsl_future_errstr(f));
+    CHECK(cparsl_future_get_int(f, &t) == 0 && t == 1, "retries from code: %s",
+          cparsl_future_errstr(f));
     cparsl_future_decref(f);
     finalize_ok();
     leave_tmp();
@@ -801,5 +809,6 @@ int main(int argc, char **argv)
     /* The environment of the test run must not configure cparsl. */
     unsetenv("CPARSL_CONFIG");
     clear_launch_env();
+    atexit(cleanup_at_exit);
     return check_main(argc, argv, cases);
 }

@@ -126,6 +126,9 @@ int64_t cparsl_mono_ns(void);
 enum {
     /* The body runs on the client (join apps), not on an executor. */
     CPARSL_APPKIND_CLIENT = 1u << 0,
+    /* run() enforces e->walltime itself (bash apps kill their process
+     * group), so executors need not watch the clock for it. */
+    CPARSL_APPKIND_WALLTIME = 1u << 1,
 };
 
 struct cparsl_app_kind {
@@ -137,6 +140,9 @@ struct cparsl_app_kind {
      * exit_code, cpu_s, ... where known).  Returns e->error.code. */
     int (*run)(cparsl_exec_t *e);
 };
+
+/* The kind an app is of, or NULL for an unknown kind name. */
+const struct cparsl_app_kind *cparsl_app_kind_of(const cparsl_app_t *app);
 
 /* ==== executors ========================================================= */
 
