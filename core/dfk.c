@@ -85,7 +85,7 @@ static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
     cparsl_state_t from = t->state;
     t->state = to;
     atomic_fetch_add_explicit(&d->counts[to], 1, memory_order_relaxed);
-    if (t->fut.kind != TK_APP)
+    if (t->fut.kind != TK_APP || (d->store_ops->flags & CPARSL_STORE_DISCARDS))
         return;
     cparsl_task_event_t ev = {
         .task_id = t->fut.id,
@@ -127,12 +127,43 @@ static void live_remove(cparsl__dfk_t *d, cparsl__task_t *t)
 
 /* The DFK lets go of a task once it is final and no dependency node of it
  * is still linked into another future (an 'any' finishes early). */
+/*
+ * A finished app task no longer needs its arguments: drop them, and the
+ * references on the futures they came from, so a long chain or a big
+ * fan-in does not keep every ancestor alive.  Outputs stay (DataFutures
+ * borrow them), and so do join and memo dependencies (the result borrows
+ * from them).  A try an executor still holds (a thread past its walltime)
+ * may still read the arguments: then they go with the task.
+ */
+static void release_inputs(cparsl__task_t *t)
+{
+    if (atomic_load_explicit(&t->holds, memory_order_acquire) > 0)
+        return;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        cparsl__dep_t *dep = &t->deps[i];
+        if (dep->where != DEP_ARG && dep->where != DEP_FILE)
+            continue;
+        cparsl_value_t *v = dep->where == DEP_ARG ? &t->argv[dep->index].value
+                                                  : &t->files[dep->index];
+        *v = cparsl_nil(); /* borrowed from dep->on */
+        vec_push((void ***)&releases.v, &releases.n, &releases.cap,
+                 task_of(dep->on));
+        dep->on = NULL;
+    }
+    for (uint32_t i = 0; i < t->nargs; i++)
+        cparsl_value_clear(&t->argv[i].value);
+    for (uint32_t i = 0; i < t->ninputs; i++)
+        cparsl_value_clear(&t->files[i]);
+}
+
 static void maybe_release(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     if (!t->dfk_ref || !state_final(t->state) || t->pending > 0)
         return;
     if (atomic_load_explicit(&t->fut.state, memory_order_relaxed) != FUT_DONE)
         return; /* still on the work list; released after publishing */
+    if (t->fut.kind == TK_APP)
+        release_inputs(t);
     t->dfk_ref = false;
     live_remove(d, t);
     vec_push((void ***)&releases.v, &releases.n, &releases.cap, t);
@@ -686,7 +717,7 @@ static int check_task(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_error_t *e)
     uint32_t unfired = 0;
     for (uint32_t i = 0; i < t->ndeps; i++) {
         cparsl__dep_t *dep = &t->deps[i];
-        if (dep->fired)
+        if (dep->fired || !dep->on)
             continue;
         if (dep->task != t) {
             /* A join's nodes are linked only once the body returned. */
@@ -936,10 +967,14 @@ int cparsl_exec_run(cparsl_exec_t *e)
 
 void cparsl_exec_hold(cparsl_exec_t *e)
 {
-    cparsl__task_ref(task_of_exec(e));
+    cparsl__task_t *t = task_of_exec(e);
+    atomic_fetch_add_explicit(&t->holds, 1, memory_order_acq_rel);
+    cparsl__task_ref(t);
 }
 
 void cparsl_exec_release(cparsl_exec_t *e)
 {
-    cparsl__task_unref(task_of_exec(e));
+    cparsl__task_t *t = task_of_exec(e);
+    atomic_fetch_sub_explicit(&t->holds, 1, memory_order_acq_rel);
+    cparsl__task_unref(t);
 }

@@ -116,7 +116,7 @@ static void task_teardown(cparsl__task_t *t)
     for (uint32_t i = 0; i < t->nfiles; i++)
         cparsl_value_clear(&t->files[i]);
     for (uint32_t i = 0; i < t->ndeps; i++)
-        cparsl_future_decref(t->deps[i].on);
+        cparsl_future_decref(t->deps[i].on); /* NULL once released */
     for (size_t i = 0; i < t->exec.join.n; i++)
         cparsl_future_decref(t->exec.join.fs[i]);
     free(t->exec.join.fs);

@@ -125,6 +125,7 @@ typedef struct cparsl__task {
     bool on_live;
     bool dfk_ref;  /* the DFK holds a reference */
     bool memo_hit; /* waiting on an identical earlier call */
+    _Atomic int holds; /* cparsl_exec_hold by an executor */
 
     /* arguments: positional then keyword slots; inputs then outputs */
     cparsl_argslot_t *argv;

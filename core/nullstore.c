@@ -39,6 +39,7 @@ static int null_flush(cparsl_store_t *s, cparsl_error_t *err)
 
 const struct cparsl_store_ops cparsl_store_null_ops = {
     .name = "null",
+    .flags = CPARSL_STORE_DISCARDS,
     .open = null_open,
     .task_event = null_task_event,
     .dependency = null_dependency,

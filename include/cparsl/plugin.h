@@ -225,8 +225,14 @@ typedef struct cparsl_task_event {
 
 typedef struct cparsl_store cparsl_store_t;
 
+enum {
+    /* The store records nothing: the DFK need not build events for it. */
+    CPARSL_STORE_DISCARDS = 1u << 0,
+};
+
 struct cparsl_store_ops {
     const char *name;
+    unsigned flags;
     /* Read the store's keys from the whole config and open the store. */
     int (*open)(const cparsl_cnode_t *root, const char *run_dir,
                 cparsl_store_t **out, cparsl_error_t *err);
