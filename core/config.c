@@ -980,7 +980,7 @@ int cparsl_cnode_choice(const cparsl_cnode_t *map, const char *key,
 {
     char list[256], what[288];
     join_list(list, sizeof list, choices);
-    snprintf(what, sizeof what, "one of: %s;", list);
+    snprintf(what, sizeof what, "one of: %s", list);
     const cparsl_cnode_t *n;
     int rc = lookup(map, key, what, &n, err);
     if (rc < 0)
@@ -1238,8 +1238,8 @@ int cparsl_config_set(cparsl_config_t *cfg, const char *path, const char *value,
         return cparsl_error_set(err, -EINVAL,
                                 "config_set: '%s' is not valid UTF-8",
                                 utf8_valid(path) ? value : path);
-    struct step *steps;
-    size_t n;
+    struct step *steps = NULL;
+    size_t n = 0;
     int rc = path_parse(path, &steps, &n, err);
     if (rc < 0)
         return rc;
@@ -1278,7 +1278,7 @@ int cparsl_config_set(cparsl_config_t *cfg, const char *path, const char *value,
         cur = *slot;
     }
 
-    cparsl_cnode_t *chain;
+    cparsl_cnode_t *chain = NULL;
     if ((rc = chain_build(cur, steps, i, n, value, &chain, err)) < 0)
         goto out;
     if (slot) {

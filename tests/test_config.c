@@ -400,6 +400,11 @@ static void test_double_bool_string(void)
                             "thread, htex, mpi") &&
               HAS(err.text, "'fast'"),
           "bad choice: %s", err.text);
+    CHECK(cparsl_cnode_choice(r, "smap", kinds, 0, &k, &err) ==
+                  -CPARSL_ECONFIG &&
+              HAS(err.text, "key 'smap': expected one of: thread, htex, "
+                            "mpi, got a mapping"),
+          "choice of a map: %s", err.text);
     cparsl_config_destroy(cfg);
 }
 
@@ -651,6 +656,8 @@ static void test_to_yaml(void)
                "truth: 'true'\n"
                "num: '007'\n"
                "multi: \"line1\\nline2\\n\"\n"
+               "block: |+\n  kept\n\n"
+               "lead2: \"  indented\\nx\"\n"
                "tab: \"a\\tb\"\n"
                "lead: ' spaced '\n"
                "dash: '- x'\n"
