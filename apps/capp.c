@@ -9,7 +9,8 @@
 static int capp_check(const cparsl_app_t *app, cparsl_error_t *err)
 {
     if (!app->fn)
-        return cparsl_error_set(err, -EINVAL, "C app without a function");
+        return cparsl_error_set(err, -EINVAL,
+                                "C app '%s' has no function (.fn)", app->name);
     return 0;
 }
 

@@ -9,7 +9,13 @@
 static int join_check(const cparsl_app_t *app, cparsl_error_t *err)
 {
     if (!app->join)
-        return cparsl_error_set(err, -EINVAL, "join app without a body");
+        return cparsl_error_set(err, -EINVAL,
+                                "join app '%s' has no body (.join)", app->name);
+    if (app->walltime > 0)
+        return cparsl_error_set(err, -EINVAL,
+                                "join app '%s': walltime does not apply to "
+                                "join apps (their bodies run on the client)",
+                                app->name);
     return 0;
 }
 

@@ -72,18 +72,37 @@ static void remember_error(int code, const char *fmt, const char *name)
     snprintf(reg_error, sizeof reg_error, fmt, name ? name : "(null)");
 }
 
-int cparsl_app_register(cparsl_app_t *app)
+/* 'remember': the caller cannot see the return value (a constructor),
+ * so keep the first problem for cparsl_init to report. */
+static int app_register(cparsl_app_t *app, bool remember)
 {
     if (!app || !app->name || !*app->name) {
         pthread_mutex_lock(&reg_mu);
-        remember_error(-EINVAL, "an app was registered without a name%s", "");
+        if (remember)
+            remember_error(-EINVAL, "an app was registered without a name%s",
+                           "");
         pthread_mutex_unlock(&reg_mu);
         return -EINVAL;
     }
+    /* The kinds are a static table, usable before main: check the
+     * descriptor now so a bad one never reaches a worker. */
+    cparsl_error_t err;
+    cparsl_error_clear(&err);
+    const struct cparsl_app_kind *k = cparsl__appkind_find(app->kind);
     int rc = 0;
+    if (!k)
+        rc = cparsl_error_set(&err, -EINVAL, "app '%s' has unknown kind '%s'",
+                              app->name, app->kind ? app->kind : "(null)");
+    else if (k->check(app, &err) < 0)
+        rc = -EINVAL;
     pthread_mutex_lock(&reg_mu);
-    if (cparsl_app_find(app->name)) {
-        remember_error(-EEXIST, "two apps are registered as '%s'", app->name);
+    if (rc < 0) {
+        if (remember)
+            remember_error(err.code ? err.code : rc, "%s", err.text);
+    } else if (cparsl_app_find(app->name)) {
+        if (remember)
+            remember_error(-EEXIST, "two apps are registered as '%s'",
+                           app->name);
         rc = -EEXIST;
     } else {
         app->next = reg_head;
@@ -97,6 +116,16 @@ int cparsl_app_register(cparsl_app_t *app)
     }
     pthread_mutex_unlock(&reg_mu);
     return rc;
+}
+
+int cparsl_app_register(cparsl_app_t *app)
+{
+    return app_register(app, false);
+}
+
+void cparsl__app_register_static(cparsl_app_t *app)
+{
+    (void)app_register(app, true);
 }
 
 const cparsl_app_t *cparsl_app_find(const char *name)
@@ -128,26 +157,12 @@ const struct cparsl_app_kind *cparsl_app_kind_of(const cparsl_app_t *app)
 
 int cparsl__apps_check(cparsl_error_t *err)
 {
+    /* Descriptors were checked as they registered; report the first
+     * problem found before main (constructors cannot fail loudly). */
     pthread_mutex_lock(&reg_mu);
     int rc = 0;
-    if (reg_errcode) {
+    if (reg_errcode)
         rc = cparsl_error_set(err, reg_errcode, "%s", reg_error);
-        goto out;
-    }
-    for (cparsl_app_t *a = reg_head; a; a = a->next) {
-        const struct cparsl_app_kind *k = cparsl__appkind_find(a->kind);
-        if (!k) {
-            rc =
-                cparsl_error_set(err, -EINVAL, "app '%s' has unknown kind '%s'",
-                                 a->name, a->kind ? a->kind : "(null)");
-            goto out;
-        }
-        if ((rc = k->check(a, err)) < 0) {
-            cparsl_error_prefix(err, "app '%s'", a->name);
-            goto out;
-        }
-    }
-out:
     pthread_mutex_unlock(&reg_mu);
     return rc;
 }

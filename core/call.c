@@ -139,8 +139,11 @@ static int add_arg(cparsl_call_t *c, const char *name, cparsl_value_t v,
         return cparsl__task_add_dep(t, f, DEP_ARG, at) < 0
                    ? call_fail(c, -ENOMEM, "out of memory")
                    : 0;
-    if (cparsl_value_copy(&s->value, &v) < 0)
-        return call_fail(c, -ENOMEM, "out of memory copying argument");
+    int rc = cparsl_value_copy(&s->value, &v);
+    if (rc < 0)
+        return call_fail(c, rc, "app '%s': cannot copy %s argument %u: %s",
+                         call_app_name(t), name ? "keyword" : "positional",
+                         name ? t->nargs - 1 : at, cparsl_strerror(rc));
     return 0;
 }
 

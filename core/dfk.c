@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -85,7 +86,8 @@ static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
     cparsl_state_t from = t->state;
     t->state = to;
     atomic_fetch_add_explicit(&d->counts[to], 1, memory_order_relaxed);
-    if (t->fut.kind != TK_APP || (d->store_ops->flags & CPARSL_STORE_DISCARDS))
+    if (t->fut.kind != TK_APP || !d->store_ops ||
+        (d->store_ops->flags & CPARSL_STORE_DISCARDS))
         return;
     cparsl_task_event_t ev = {
         .task_id = t->fut.id,
@@ -670,6 +672,16 @@ static void on_submit(cparsl__dfk_t *d, cparsl__task_t *t)
                       t->call_errtext ? t->call_errtext : "bad call");
             return;
         }
+        if ((t->appkind->flags & CPARSL_APPKIND_CLIENT) &&
+            t->call_walltime > 0) {
+            char msg[CPARSL_ERROR_TEXT];
+            snprintf(msg, sizeof msg,
+                     "join app '%s': walltime does not apply to join apps "
+                     "(their bodies run on the client)",
+                     t->app->name);
+            fail_task(d, t, CPARSL_FAILED, -EINVAL, msg);
+            return;
+        }
         t->retries = t->call_retries >= 0   ? t->call_retries
                      : t->app->retries >= 0 ? t->app->retries
                                             : d->default_retries;
@@ -805,8 +817,45 @@ void cparsl_exec_complete(cparsl_exec_t *e)
     cparsl__dfk_post(t->dfk, t, EV_DONE);
 }
 
+/*
+ * With no DFK running (before cparsl_init, after cparsl_finalize) every
+ * future that exists is done, so a DataFuture or a composite resolves at
+ * once, on the caller's thread, through the same code under a lock.
+ */
+static void offline_submit(cparsl__task_t *t)
+{
+    static pthread_mutex_t offline_mu = PTHREAD_MUTEX_INITIALIZER;
+    static cparsl__dfk_t off;
+    pthread_mutex_lock(&offline_mu);
+    if (t->fut.kind == TK_APP) {
+        cparsl__future_set_error(&t->fut, CPARSL_ESHUTDOWN,
+                                 "cparsl is not running");
+        t->state = CPARSL_FAILED;
+        t->fut.kind = TK_DONE;
+        cparsl__then_t *thens = cparsl__future_publish(&t->fut);
+        (void)thens; /* cparsl_future_then refuses without a DFK */
+        cparsl__task_unref(t);
+    } else {
+        on_submit(&off, t);
+        drain_work(&off);
+        for (size_t i = 0; i < releases.n; i++)
+            cparsl__task_unref(releases.v[i]);
+        free(releases.v);
+        memset(&releases, 0, sizeof releases);
+        finals_in_batch = 0;
+        free(off.work);
+        off.work = NULL;
+        off.nwork = off.capwork = 0;
+    }
+    pthread_mutex_unlock(&offline_mu);
+}
+
 void cparsl__dfk_post(cparsl__dfk_t *d, cparsl__task_t *t, int event)
 {
+    if (!d) {
+        offline_submit(t);
+        return;
+    }
     t->event = (uint8_t)event;
     t->qnext = NULL;
     pthread_mutex_lock(&d->mu);
@@ -918,6 +967,31 @@ void cparsl__dfk_wait_idle(cparsl__dfk_t *d)
     while (d->unfinished > 0)
         pthread_cond_wait(&d->idle_cv, &d->mu);
     pthread_mutex_unlock(&d->mu);
+}
+
+int cparsl__dfk_wait_idle_until(cparsl__dfk_t *d, int64_t deadline_mono)
+{
+    int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    while (d->unfinished > 0 && rc == 0) {
+        if (deadline_mono == INT64_MAX) {
+            pthread_cond_wait(&d->idle_cv, &d->mu);
+            continue;
+        }
+        int64_t left = deadline_mono - cparsl_mono_ns();
+        if (left <= 0) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t abs = ts.tv_sec * 1000000000ll + ts.tv_nsec + left;
+        ts.tv_sec = abs / 1000000000ll;
+        ts.tv_nsec = abs % 1000000000ll;
+        pthread_cond_timedwait(&d->idle_cv, &d->mu, &ts);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
 }
 
 void cparsl__dfk_stop(cparsl__dfk_t *d)

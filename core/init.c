@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -159,13 +160,22 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
     /* Reserved for checkpointing (the HDF5 store): checked for shape now
      * so a config written today keeps working. */
     const cparsl_cnode_t *cf = cparsl_cnode_get(root, "checkpoint_files");
-    if (cf && cparsl_cnode_type(cf) != CPARSL_CNODE_SEQ &&
-        cparsl_cnode_scalar(cf) && *cparsl_cnode_scalar(cf))
+    if (cf && cparsl_cnode_type(cf) == CPARSL_CNODE_MAP)
         return cparsl_cnode_error(cf, err, "expected a list of files");
-    const cparsl_cnode_t *cp = cparsl_cnode_get(root, "checkpoint_period");
-    if (cp && cparsl_cnode_type(cp) != CPARSL_CNODE_SCALAR)
-        return cparsl_cnode_error(cp, err,
-                                  "expected a duration such as 00:30:00");
+    for (size_t i = 0; cf && i < cparsl_cnode_len(cf); i++)
+        if (cparsl_cnode_type(cparsl_cnode_at(cf, i)) != CPARSL_CNODE_SCALAR)
+            return cparsl_cnode_error(cparsl_cnode_at(cf, i), err,
+                                      "expected a file name");
+    const char *period;
+    if ((rc = cparsl_cnode_string(root, "checkpoint_period", NULL, &period,
+                                  err)) < 0)
+        return rc;
+    unsigned h, m, sec;
+    char tail;
+    if (period && sscanf(period, "%u:%u:%u%c", &h, &m, &sec, &tail) != 3)
+        return cparsl_cnode_error(cparsl_cnode_get(root, "checkpoint_period"),
+                                  err, "expected a duration HH:MM:SS, got '%s'",
+                                  period);
     return 0;
 }
 
@@ -592,4 +602,30 @@ int cparsl_set_retry_handler(cparsl_retry_fn fn, void *arg)
 const char *cparsl_run_dir(void)
 {
     return run_dir;
+}
+
+int cparsl_wait_all_tasks(double timeout)
+{
+    cparsl__dfk_t *d = cparsl__dfk;
+    if (!d)
+        return -CPARSL_ESHUTDOWN;
+    int64_t deadline =
+        timeout < 0 ? INT64_MAX : cparsl_mono_ns() + (int64_t)(timeout * 1e9);
+    /* Callbacks may submit more tasks, so both sides must be quiet. */
+    for (;;) {
+        int rc = cparsl__dfk_wait_idle_until(d, deadline);
+        if (rc < 0)
+            return rc;
+        if (!cparsl__clientpool_busy()) {
+            pthread_mutex_lock(&d->mu);
+            bool idle = d->unfinished == 0;
+            pthread_mutex_unlock(&d->mu);
+            if (idle)
+                return 0;
+        }
+        if (cparsl_mono_ns() >= deadline)
+            return -ETIMEDOUT;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }

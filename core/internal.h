@@ -123,8 +123,8 @@ typedef struct cparsl__task {
     cparsl_executor_t *executor;
     struct cparsl__task *live_prev, *live_next; /* for the checker */
     bool on_live;
-    bool dfk_ref;  /* the DFK holds a reference */
-    bool memo_hit; /* waiting on an identical earlier call */
+    bool dfk_ref;      /* the DFK holds a reference */
+    bool memo_hit;     /* waiting on an identical earlier call */
     _Atomic int holds; /* cparsl_exec_hold by an executor */
 
     /* arguments: positional then keyword slots; inputs then outputs */
@@ -250,6 +250,8 @@ int cparsl__dfk_start(cparsl__dfk_t *d, cparsl_error_t *err);
 void cparsl__dfk_post(cparsl__dfk_t *d, cparsl__task_t *t, int event);
 /* Block until every submitted task is final. */
 void cparsl__dfk_wait_idle(cparsl__dfk_t *d);
+/* Same, up to a CLOCK_MONOTONIC deadline (INT64_MAX: none). */
+int cparsl__dfk_wait_idle_until(cparsl__dfk_t *d, int64_t deadline_mono);
 void cparsl__dfk_stop(cparsl__dfk_t *d);
 /* Run the invariant checker on the DFK thread; 0 or -EPROTO with why. */
 int cparsl__dfk_check(cparsl__dfk_t *d, cparsl_error_t *err);

@@ -10,9 +10,12 @@ static cparsl_store_t null_store = {.ops = &cparsl_store_null_ops};
 static int null_open(const cparsl_cnode_t *root, const char *run_dir,
                      cparsl_store_t **out, cparsl_error_t *err)
 {
-    (void)root;
+    static const char *const keys[] = {"type", NULL};
     (void)run_dir;
-    (void)err;
+    int rc =
+        cparsl_cnode_check_keys(cparsl_cnode_get(root, "store"), keys, err);
+    if (rc < 0)
+        return rc;
     *out = &null_store;
     return 0;
 }

@@ -266,7 +266,7 @@ static void *watchdog_main(void *arg)
                             "executor '%s': %zu stuck threads, more than "
                             "max_replacements; %zu workers left until they "
                             "return",
-                            tp->base.label, tp->max_replacements, tp->nlive);
+                            tp->base.label, tp->nzombies, tp->nlive);
                     }
                     pthread_mutex_unlock(&tp->mu);
                     atomic_fetch_sub(&tp->outstanding, 1);

@@ -46,7 +46,7 @@ static int total(const cparsl_args_t *args, cparsl_value_t *result,
 {
     int64_t sum = 0;
     for (size_t i = 0; i < cparsl_args_ninputs(args); i++) {
-        int64_t v;
+        int64_t v = 0;
         int rc = read_number(cparsl_args_input(args, i), &v, err);
         if (rc < 0)
             return rc;

@@ -858,17 +858,90 @@ TEST_CASE(store_sees_states)
         cparsl_future_decref(all[i]);
 }
 
+static int app_nofn_dummy;
+TEST_CASE(offline_and_misuse)
+{
+    /* Before init: composites and DataFutures of failed futures resolve. */
+    cparsl_future_t *early = cparsl_submit("inc", CPARSL_I(1));
+    CHECK(cparsl_future_error(early) == -CPARSL_ESHUTDOWN, "before init");
+    cparsl_future_t *eall = cparsl_future_all(&early, 1);
+    CHECK(cparsl_future_error(eall) == -CPARSL_ESHUTDOWN, "all of failed");
+    CHECK(cparsl_future_output(early, 0) == NULL, "no outputs");
+    CHECK(cparsl_wait_all_tasks(1) == -CPARSL_ESHUTDOWN, "wait_all_tasks");
+    cparsl_future_decref(eall);
+    cparsl_future_decref(early);
+
+    /* An incomplete descriptor is refused at registration. */
+    static cparsl_app_t nofn = {.name = "nofn", .kind = CPARSL_KIND_C};
+    CHECK(cparsl_app_register(&nofn) == -EINVAL, "C app without .fn");
+    CHECK(cparsl_app_find("nofn") == NULL, "not registered");
+    (void)app_nofn_dummy;
+
+    init_yaml(NULL);
+    cparsl_call_t *c = cparsl_call_create("touch");
+    cparsl_call_output(c, "/tmp/cparsl-offline-test.txt");
+    cparsl_future_t *t = cparsl_call_submit(c);
+    cparsl_future_t *slow[3];
+    for (int i = 0; i < 3; i++)
+        slow[i] = cparsl_submit("nap", CPARSL_D(0.05));
+    CHECK(cparsl_wait_all_tasks(0.001) == -ETIMEDOUT, "not yet");
+    CHECK(cparsl_wait_all_tasks(-1) == 0, "all done");
+    for (int i = 0; i < 3; i++) {
+        CHECK(cparsl_future_done(slow[i]), "done %d", i);
+        cparsl_future_decref(slow[i]);
+    }
+    /* A join app refuses a walltime it could not enforce. */
+    c = cparsl_call_create("many");
+    cparsl_call_arg(c, cparsl_int(1));
+    cparsl_call_walltime(c, 1);
+    cparsl_future_t *jw = cparsl_call_submit(c);
+    CHECK(cparsl_future_error(jw) == -EINVAL &&
+              strstr(cparsl_future_errstr(jw), "walltime does not apply"),
+          "%s", cparsl_future_errstr(jw));
+    cparsl_future_decref(jw);
+    finalize_ok();
+    /* After finalize: DataFutures and composites of done futures work. */
+    cparsl_future_t *d0 = cparsl_future_output(t, 0);
+    const char *p = NULL;
+    CHECK(cparsl_future_get_string(d0, &p) == 0 &&
+              strstr(p, "cparsl-offline-test.txt"),
+          "DataFuture after finalize: %s", cparsl_future_errstr(d0));
+    cparsl_future_t *pair[2] = {t, d0};
+    cparsl_future_t *all = cparsl_future_all(pair, 2);
+    cparsl_future_t *any = cparsl_future_any(pair, 2);
+    int64_t idx = -1;
+    CHECK(cparsl_future_error(all) == 0, "all after finalize");
+    CHECK(cparsl_future_get_int(any, &idx) == 0 && idx == 0, "any: %lld",
+          (long long)idx);
+    cparsl_future_decref(all);
+    cparsl_future_decref(any);
+    cparsl_future_decref(d0);
+    cparsl_future_decref(t);
+    unlink("/tmp/cparsl-offline-test.txt");
+}
+
 static const check_case_t cases[] = {
-    TEST_ENTRY(store_sees_states), TEST_ENTRY(memoization),
-    TEST_ENTRY(dependency_order),  TEST_ENTRY(diamond),
-    TEST_ENTRY(fanin_10000),       TEST_ENTRY(chain_100000),
-    TEST_ENTRY(chain_dep_fail),    TEST_ENTRY(failure_propagation),
-    TEST_ENTRY(retries),           TEST_ENTRY(testexec_failures),
-    TEST_ENTRY(join_fib15),        TEST_ENTRY(join_lists),
-    TEST_ENTRY(callbacks),         TEST_ENTRY(wait_timeout_all_any),
-    TEST_ENTRY(datafutures),       TEST_ENTRY(bad_calls),
-    TEST_ENTRY(walltime_thread),   TEST_ENTRY(walltime_zombie_reported),
-    TEST_ENTRY(threaded_submit),   {NULL, NULL},
+    TEST_ENTRY(offline_and_misuse),
+    TEST_ENTRY(store_sees_states),
+    TEST_ENTRY(memoization),
+    TEST_ENTRY(dependency_order),
+    TEST_ENTRY(diamond),
+    TEST_ENTRY(fanin_10000),
+    TEST_ENTRY(chain_100000),
+    TEST_ENTRY(chain_dep_fail),
+    TEST_ENTRY(failure_propagation),
+    TEST_ENTRY(retries),
+    TEST_ENTRY(testexec_failures),
+    TEST_ENTRY(join_fib15),
+    TEST_ENTRY(join_lists),
+    TEST_ENTRY(callbacks),
+    TEST_ENTRY(wait_timeout_all_any),
+    TEST_ENTRY(datafutures),
+    TEST_ENTRY(bad_calls),
+    TEST_ENTRY(walltime_thread),
+    TEST_ENTRY(walltime_zombie_reported),
+    TEST_ENTRY(threaded_submit),
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)

@@ -76,6 +76,14 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
  */
 int cparsl_finalize(cparsl_error_t *err);
 
+/*
+ * Parsl's wait_for_current_tasks: wait until every task submitted so far
+ * (and any they or their callbacks submitted) is finished, or 'timeout'
+ * seconds pass (< 0: forever).  0, -ETIMEDOUT, or -CPARSL_ESHUTDOWN when
+ * cparsl is not running.
+ */
+int cparsl_wait_all_tasks(double timeout);
+
 /* True between a successful cparsl_init and cparsl_finalize. */
 bool cparsl_initialized(void);
 
@@ -143,21 +151,29 @@ typedef struct cparsl_app {
 } cparsl_app_t;
 
 /*
- * Register an app (normally called by the macros, before main).  Returns
- * 0, or -EEXIST for a second app of the same name, -EINVAL for a
- * descriptor that is incomplete for its kind.  Errors found before main
- * are reported again by cparsl_init, which then fails.
+ * Register an app at run time.  Returns 0, or -EEXIST for a second app of
+ * the same name, -EINVAL for a descriptor that is incomplete or invalid
+ * for its kind (a bash template with a syntax error).  The app must be
+ * registered the same way on every rank.
  */
 int cparsl_app_register(cparsl_app_t *app);
+
+/* What the CPARSL_*APP macros call before main: a problem is kept and
+ * makes cparsl_init fail with it, since a constructor cannot report. */
+void cparsl__app_register_static(cparsl_app_t *app);
 
 /* The app registered under 'name', or NULL. */
 const cparsl_app_t *cparsl_app_find(const char *name);
 
+/* Options given to the macros override their defaults on purpose. */
 #define CPARSL__APP_DEFINE(id, ...)                                            \
-    static cparsl_app_t cparsl__app_##id = {__VA_ARGS__};                      \
-    __attribute__((constructor)) static void cparsl__register_##id(void)       \
+    _Pragma("GCC diagnostic push") _Pragma(                                    \
+        "GCC diagnostic ignored \"-Woverride-init\"") static cparsl_app_t      \
+        cparsl__app_##id = {__VA_ARGS__};                                      \
+    _Pragma("GCC diagnostic pop")                                              \
+        __attribute__((constructor)) static void cparsl__register_##id(void)   \
     {                                                                          \
-        (void)cparsl_app_register(&cparsl__app_##id);                          \
+        cparsl__app_register_static(&cparsl__app_##id);                        \
     }
 
 /*
