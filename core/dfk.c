@@ -593,6 +593,9 @@ static void reset_try(cparsl__task_t *t)
     e->term_signal = 0;
     e->cpu_s = -1;
     e->maxrss_kib = -1;
+    e->t_dispatch = 0;
+    e->worker = e->slot = e->node = -1;
+    e->host = NULL;
 }
 
 static void try_failed(cparsl__dfk_t *d, cparsl__task_t *t)

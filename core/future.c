@@ -65,6 +65,7 @@ cparsl__task_t *cparsl__task_alloc(void)
     t->exec.exit_code = -1;
     t->exec.cpu_s = -1;
     t->exec.maxrss_kib = -1;
+    t->exec.worker = t->exec.slot = t->exec.node = -1;
     return t;
 }
 

@@ -19,6 +19,9 @@
 
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
 static cparsl_config_t *run_config;
+/* On a rank that served (CPARSL_SERVED): its executors, for finalize. */
+static cparsl_executor_t **served;
+static size_t nserved;
 static char run_dir[4096];
 
 static const char *const core_keys[] = {
@@ -300,6 +303,16 @@ static int make_executors(const cparsl_cnode_t *root,
         snprintf(v[made]->label, sizeof v[made]->label, "%s", label);
         made++;
     }
+    size_t nmpi = 0;
+    for (size_t i = 0; i < made; i++)
+        nmpi += (v[i]->ops->flags & CPARSL_EXEC_MPI) != 0;
+    if (nmpi > 1) {
+        rc = cparsl_cnode_error(list, err,
+                                "%zu executors use MPI ranks; a launch can "
+                                "serve only one",
+                                nmpi);
+        goto fail;
+    }
     if (launch->size > 1) {
         bool mpi = false;
         for (size_t i = 0; i < made; i++)
@@ -443,7 +456,7 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
     cparsl_config_t *conf = NULL;
     cparsl__dfk_t *d = NULL;
     size_t started = 0;
-    if (cparsl__dfk) {
+    if (cparsl__dfk || served) {
         rc = cparsl_error_set(err, -EALREADY,
                               "cparsl_init called twice without "
                               "cparsl_finalize");
@@ -469,6 +482,30 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
                              err)) < 0) {
         free(d);
         d = NULL;
+        goto out;
+    }
+    cparsl_executor_t *mpi_ex = NULL;
+    for (size_t i = 0; i < d->nexecutors; i++)
+        if (d->executors[i]->ops->flags & CPARSL_EXEC_MPI)
+            mpi_ex = d->executors[i];
+    if (mpi_ex && launch.rank != 0) {
+        /* A worker rank: no run dir, DFK or store here; serve tasks until
+         * the client finalizes. */
+        rc = mpi_ex->ops->serve(mpi_ex, err);
+        if (rc < 0) {
+            cparsl_error_prefix(err, "rank %d", launch.rank);
+            cparsl_error_t e2;
+            mpi_ex->ops->shutdown(mpi_ex, &e2);
+            executors_destroy(d->executors, d->nexecutors);
+            free(d);
+            d = NULL;
+            goto out;
+        }
+        served = d->executors;
+        nserved = d->nexecutors;
+        free(d);
+        d = NULL;
+        rc = CPARSL_SERVED;
         goto out;
     }
     if ((rc = make_run_dir(o.run_dir, run_dir, sizeof run_dir, err)) < 0)
@@ -525,6 +562,23 @@ int cparsl_finalize(cparsl_error_t *err)
     cparsl_error_clear(err);
     pthread_mutex_lock(&init_mu);
     cparsl__dfk_t *d = cparsl__dfk;
+    if (!d && served) {
+        int rc = 0;
+        for (size_t i = 0; i < nserved; i++) {
+            cparsl_error_t e2;
+            cparsl_error_clear(&e2);
+            int r = served[i]->ops->shutdown(served[i], &e2);
+            if (r < 0 && rc == 0) {
+                rc = r;
+                *err = e2;
+            }
+        }
+        executors_destroy(served, nserved);
+        served = NULL;
+        nserved = 0;
+        pthread_mutex_unlock(&init_mu);
+        return rc;
+    }
     if (!d) {
         pthread_mutex_unlock(&init_mu);
         return cparsl_error_set(err, CPARSL_ESHUTDOWN,

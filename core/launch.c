@@ -77,12 +77,9 @@ int cparsl_executor_enosys_drain(cparsl_executor_t *ex)
     return -CPARSL_ENOSYS;
 }
 
-int cparsl_executor_enosys_serve(const cparsl_cnode_t *node,
-                                 const cparsl_launch_t *launch,
-                                 cparsl_error_t *err)
+int cparsl_executor_enosys_serve(cparsl_executor_t *ex, cparsl_error_t *err)
 {
-    (void)node;
-    (void)launch;
+    (void)ex;
     return cparsl_error_set(err, CPARSL_ENOSYS,
                             "this executor has no serving ranks");
 }

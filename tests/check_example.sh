@@ -26,8 +26,12 @@ fail() {
 
 # Run the example with the given arguments, keeping stdout in $out and
 # echoing everything so that a failed test shows what the example said.
+# CPARSL_LAUNCH, when set, is a launcher prefix (mpiexec -n 4 ...): the
+# same example then runs as an MPI job and must give the same answer.
 run() {
-    out=$("$exe" "$@" 2>stderr.txt)
+    local launch=()
+    read -r -a launch <<<"${CPARSL_LAUNCH:-}"
+    out=$("${launch[@]}" "$exe" "$@" 2>stderr.txt)
     rc=$?
     printf '%s\n' "$out"
     cat stderr.txt >&2

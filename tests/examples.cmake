@@ -30,3 +30,26 @@ if(CPARSL_BASH)
 else()
   message(STATUS "bash not found: example tests not registered")
 endif()
+
+# The same seed workflows as one MPI job of 4 ranks (rank 0 the client,
+# ranks 1-3 worker ranks): the answers must not change.
+if(CPARSL_BASH AND CPARSL_MPI_TESTS)
+  string(REPLACE ";" " " cparsl_launch_str
+         "${CPARSL_MPIEXEC};${MPIEXEC_NUMPROC_FLAG};4")
+  foreach(ex hello monte_carlo bash_pipeline sort_numbers sort_numbers_bad)
+    set(target ${ex})
+    if(ex STREQUAL "sort_numbers_bad")
+      set(target sort_numbers)
+    endif()
+    set(extra)
+    if(ex STREQUAL "monte_carlo")
+      set(extra 20000)
+    endif()
+    add_test(NAME mpi.example.${ex}
+      COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${ex}
+              $<TARGET_FILE:${target}> ${extra})
+    set_tests_properties(mpi.example.${ex} PROPERTIES TIMEOUT 180
+      LABELS mpi
+      ENVIRONMENT "${CPARSL_EXAMPLE_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
+  endforeach()
+endif()

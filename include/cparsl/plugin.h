@@ -84,6 +84,11 @@ typedef struct cparsl_exec {
     cparsl_error_t error;             /* error.code 0: success */
     cparsl_join_t join;               /* join apps only */
     int64_t t_launch, t_start, t_end; /* ns, CLOCK_REALTIME; 0: unknown */
+    int64_t t_dispatch;      /* sent to a worker (htex); 0: unknown */
+    int worker;              /* worker rank (htex), -1: unknown */
+    int slot;                /* slot within that rank, -1: unknown */
+    int node;                /* node id (htex), -1: unknown */
+    const char *host;        /* host name (htex), NULL: unknown */
     int exit_code;                    /* process exit status; -1: none */
     int term_signal;                  /* signal that ended it; 0: none */
     double cpu_s;                     /* CPU time; <0: unknown */
@@ -175,9 +180,10 @@ struct cparsl_executor_ops {
      * first); report anything left behind in err. */
     int (*shutdown)(cparsl_executor_t *ex, cparsl_error_t *err);
     void (*destroy)(cparsl_executor_t *ex);
-    /* Non-client ranks: serve until the client finalizes. */
-    int (*serve)(const cparsl_cnode_t *node, const cparsl_launch_t *launch,
-                 cparsl_error_t *err);
+    /* Non-client ranks of an MPI-capable family: serve tasks until the
+     * client finalizes, then return (cparsl_init then returns
+     * CPARSL_SERVED; shutdown and destroy follow at cparsl_finalize). */
+    int (*serve)(cparsl_executor_t *ex, cparsl_error_t *err);
 };
 
 struct cparsl_executor {
@@ -188,9 +194,7 @@ struct cparsl_executor {
 /* Stubs for slots a family does not support. */
 int cparsl_executor_enosys_scale(cparsl_executor_t *ex, unsigned blocks);
 int cparsl_executor_enosys_drain(cparsl_executor_t *ex);
-int cparsl_executor_enosys_serve(const cparsl_cnode_t *node,
-                                 const cparsl_launch_t *launch,
-                                 cparsl_error_t *err);
+int cparsl_executor_enosys_serve(cparsl_executor_t *ex, cparsl_error_t *err);
 
 /* ==== stores ============================================================ */
 

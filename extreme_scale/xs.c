@@ -1,0 +1,434 @@
+/*
+ * xs.c - extreme_scale: htex started by an MPI launcher, as one MPI job.
+ *
+ * Every rank runs the same binary.  Rank 0 is the client: cparsl_init
+ * returns to the user's workflow there, with the DFK and, on a thread of
+ * its own, the interchange.  Every other rank is a worker rank: it serves
+ * tasks until the client finalizes, then cparsl_init returns
+ * CPARSL_SERVED.  The lowest non-client rank of each node is also the
+ * node's manager; the node's other ranks pull their tasks from it.
+ *
+ * MPI: cparsl initializes MPI (asking for MPI_THREAD_MULTIPLE, since the
+ * interchange's MPI calls come from a thread that is not main) unless the
+ * application did, in which case the level is checked.  Worker children
+ * are forked from a helper made before MPI_Init when cparsl initializes
+ * MPI; otherwise they are forked directly (see htex/child.h).
+ */
+#include <errno.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cparsl/plugin.h>
+
+#include "child.h"
+#include "interchange.h"
+#include "log.h"
+#include "manager.h"
+#include "pin.h"
+#include "transport/mpi.h"
+
+struct xs {
+    cparsl_executor_t base;
+    cparsl_launch_t launch;
+    /* config */
+    int64_t workers_per_rank, prefetch, max_batch;
+    bool isolation;
+    double heartbeat_period, heartbeat_threshold, start_timeout;
+    htex_pin_t pin;
+    /* run */
+    bool mpi_inited_by_us;
+    cparsl_transport_t *t;
+    htex_ix_t *ix;
+    int rank, size;
+};
+
+/* ---- layout ---------------------------------------------------------------- */
+
+struct layout {
+    int node;        /* dense node id */
+    int manager;     /* world rank of this node's manager, -1 if none */
+    int *peers;      /* non-client world ranks on this node, ascending */
+    int npeers;
+    int my_index;    /* position of this rank among peers, -1 for rank 0 */
+    int *managers;   /* all node managers (rank 0 fills it) */
+    int nmanagers;
+};
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Group ranks by shared-memory node; the lowest non-client rank of each
+ * node manages it. */
+static int layout_compute(MPI_Comm world, struct layout *L,
+                          cparsl_error_t *err)
+{
+    int rank, size;
+    MPI_Comm_rank(world, &rank);
+    MPI_Comm_size(world, &size);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL,
+                            &node) != MPI_SUCCESS)
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "MPI_Comm_split_type failed");
+    int nsize;
+    MPI_Comm_size(node, &nsize);
+    int *local = malloc((size_t)nsize * sizeof *local);
+    int *leaders = malloc((size_t)size * sizeof *leaders);
+    L->peers = malloc((size_t)nsize * sizeof *L->peers);
+    L->managers = malloc((size_t)size * sizeof *L->managers);
+    if (!local || !leaders || !L->peers || !L->managers) {
+        free(local);
+        free(leaders);
+        MPI_Comm_free(&node);
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    }
+    MPI_Allgather(&rank, 1, MPI_INT, local, 1, MPI_INT, node);
+    MPI_Comm_free(&node);
+    qsort(local, (size_t)nsize, sizeof *local, cmp_int);
+    L->npeers = 0;
+    L->my_index = -1;
+    for (int i = 0; i < nsize; i++) {
+        if (local[i] == 0)
+            continue;
+        if (local[i] == rank)
+            L->my_index = L->npeers;
+        L->peers[L->npeers++] = local[i];
+    }
+    L->manager = L->npeers ? L->peers[0] : -1;
+    /* Node ids: the lowest rank of each node, numbered in order. */
+    int lowest = local[0];
+    MPI_Allgather(&lowest, 1, MPI_INT, leaders, 1, MPI_INT, world);
+    int mine = lowest, id = 0;
+    int *uniq = malloc((size_t)size * sizeof *uniq);
+    if (!uniq) {
+        free(local);
+        free(leaders);
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    }
+    memcpy(uniq, leaders, (size_t)size * sizeof *uniq);
+    qsort(uniq, (size_t)size, sizeof *uniq, cmp_int);
+    for (int i = 0; i < size; i++) {
+        if (i > 0 && uniq[i] == uniq[i - 1])
+            continue;
+        if (uniq[i] == mine)
+            L->node = id;
+        id++;
+    }
+    free(uniq);
+    /* Every node's manager, for rank 0: gather each rank's own manager. */
+    int my_mgr = L->manager;
+    MPI_Allgather(&my_mgr, 1, MPI_INT, leaders, 1, MPI_INT, world);
+    qsort(leaders, (size_t)size, sizeof *leaders, cmp_int);
+    L->nmanagers = 0;
+    for (int i = 0; i < size; i++)
+        if (leaders[i] > 0 &&
+            (L->nmanagers == 0 ||
+             L->managers[L->nmanagers - 1] != leaders[i]))
+            L->managers[L->nmanagers++] = leaders[i];
+    free(local);
+    free(leaders);
+    return 0;
+}
+
+static void layout_free(struct layout *L)
+{
+    free(L->peers);
+    free(L->managers);
+}
+
+/* ---- MPI --------------------------------------------------------------------- */
+
+static int mpi_start(struct xs *x, cparsl_error_t *err)
+{
+    int inited = 0, provided = 0, finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized)
+        return cparsl_error_set(err, CPARSL_ELAUNCH,
+                                "MPI was finalized in this process and "
+                                "cannot start again: one extreme_scale run "
+                                "per process");
+    MPI_Initialized(&inited);
+    if (!inited) {
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) !=
+            MPI_SUCCESS)
+            return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                    "MPI_Init_thread failed");
+        x->mpi_inited_by_us = true;
+    } else {
+        MPI_Query_thread(&provided);
+    }
+    if (provided < MPI_THREAD_MULTIPLE)
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "extreme_scale needs MPI_THREAD_MULTIPLE "
+                                "(the interchange calls MPI from its own "
+                                "thread), but MPI provides level %d%s",
+                                provided,
+                                inited ? "; initialize MPI with "
+                                         "MPI_Init_thread(..., "
+                                         "MPI_THREAD_MULTIPLE, ...)"
+                                       : "");
+    MPI_Comm_rank(MPI_COMM_WORLD, &x->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &x->size);
+    if (x->size < 2 || x->size != x->launch.size)
+        return cparsl_error_set(err, CPARSL_ELAUNCH,
+                                "extreme_scale: the launcher's environment "
+                                "says %d ranks (%s) but MPI_COMM_WORLD has "
+                                "%d; it needs at least 2 (one client, one "
+                                "worker) started by mpiexec, srun or aprun",
+                                x->launch.size,
+                                x->launch.source ? x->launch.source : "?",
+                                x->size);
+    return 0;
+}
+
+static void mpi_stop(struct xs *x)
+{
+    if (x->t) {
+        x->t->ops->destroy(x->t);
+        x->t = NULL;
+    }
+    if (x->mpi_inited_by_us) {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin)
+            MPI_Finalize();
+        x->mpi_inited_by_us = false;
+    }
+}
+
+/* ---- the vtable ---------------------------------------------------------------- */
+
+static int xs_probe(const cparsl_launch_t *launch)
+{
+    return launch->size > 1 ? 100 : 0;
+}
+
+static const char *const xs_keys[] = {
+    "type",
+    "label",
+    "workers_per_rank",
+    "isolation",
+    "prefetch",
+    "max_batch",
+    "cpu_affinity",
+    "available_accelerators",
+    "heartbeat_period",
+    "heartbeat_threshold",
+    "start_timeout",
+    NULL,
+};
+
+static const char *const isolation_modes[] = {"process", "none", NULL};
+
+static int xs_configure(const cparsl_cnode_t *node,
+                        const cparsl_launch_t *launch,
+                        cparsl_executor_t **out, cparsl_error_t *err)
+{
+    struct xs *x = calloc(1, sizeof *x);
+    if (!x)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    int rc, iso;
+    if ((rc = cparsl_cnode_check_keys(node, xs_keys, err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "workers_per_rank", 1, 1, 4096,
+                               &x->workers_per_rank, err)) < 0 ||
+        (rc = cparsl_cnode_choice(node, "isolation", isolation_modes, 0, &iso,
+                                  err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "prefetch", 32, 0, 1 << 20, &x->prefetch,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "max_batch", 256, 1, 512, &x->max_batch,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "heartbeat_period", 10, 0.01, 86400,
+                                  &x->heartbeat_period, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "heartbeat_threshold", 120, 0.1,
+                                  86400 * 7, &x->heartbeat_threshold, err)) <
+            0 ||
+        (rc = cparsl_cnode_double(node, "start_timeout", 120, 0.1, 86400,
+                                  &x->start_timeout, err)) < 0 ||
+        (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
+        htex_pin_free(&x->pin);
+        free(x);
+        return rc;
+    }
+    x->isolation = iso == 0;
+    x->launch = *launch;
+    if (launch->size < 2) {
+        htex_pin_free(&x->pin);
+        free(x);
+        return cparsl_error_set(
+            err, CPARSL_ELAUNCH,
+            "executor 'extreme_scale' runs under an MPI launcher (mpiexec, "
+            "srun, aprun), and none was found (no OMPI_COMM_WORLD_SIZE, "
+            "PMI_SIZE or SLURM_STEP_NUM_TASKS above 1)");
+    }
+    *out = &x->base;
+    return 0;
+}
+
+/* Rank 0: MPI, the transport and the interchange. */
+static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    int rc;
+    struct layout L = {0};
+    if ((rc = mpi_start(x, err)) < 0 ||
+        (rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0 ||
+        (rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0)
+        goto out;
+    htex_ix_opts_t io = {
+        .managers = L.managers,
+        .nmanagers = (size_t)L.nmanagers,
+        .max_batch = (uint32_t)x->max_batch,
+        .heartbeat_threshold = x->heartbeat_threshold,
+    };
+    if ((rc = htex_ix_create(x->t, &io, &x->ix, err)) < 0 ||
+        (rc = htex_ix_start(x->ix, err)) < 0)
+        goto out;
+    if (htex_ix_wait_registered(x->ix, x->start_timeout) < 0) {
+        htex_ix_stats_t st;
+        htex_ix_stats(x->ix, &st);
+        rc = cparsl_error_set(err, -ETIMEDOUT,
+                              "extreme_scale: %zu of %d managers registered "
+                              "within start_timeout (%g s)",
+                              st.managers_registered, L.nmanagers,
+                              x->start_timeout);
+        goto out;
+    }
+    CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
+               "%d ranks, %d node manager(s), %zu slots, isolation %s",
+               x->size, L.nmanagers, htex_ix_capacity(x->ix),
+               x->isolation ? "process" : "none");
+out:
+    layout_free(&L);
+    if (rc < 0) {
+        if (x->ix) {
+            cparsl_error_t e2;
+            if (htex_ix_shutdown(x->ix, 5, &e2) == 0) {
+                htex_ix_destroy(x->ix);
+                x->ix = NULL;
+            }
+        }
+        if (!x->ix)
+            mpi_stop(x);
+    }
+    return rc;
+}
+
+/* Every other rank: serve until the client finalizes. */
+static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    int rc, inited = 0;
+    MPI_Initialized(&inited);
+    /* The helper must exist before MPI_Init starts threads and maps
+     * devices; when the application started MPI, children are forked
+     * directly instead. */
+    if (x->isolation && !inited &&
+        (rc = htex_forkhelper_start(false, err)) < 0)
+        return rc;
+    if ((rc = mpi_start(x, err)) < 0)
+        return rc;
+    struct layout L = {0};
+    if ((rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0)
+        return rc;
+    if ((rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0) {
+        layout_free(&L);
+        return rc;
+    }
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    bool is_manager = x->rank == L.manager;
+    htex_mgr_opts_t mo = {
+        .upstream = is_manager ? 0 : L.manager,
+        .downstream = is_manager ? L.peers + 1 : NULL,
+        .ndownstream = is_manager ? (size_t)(L.npeers - 1) : 0,
+        .nslots = (int)x->workers_per_rank,
+        .downstream_slots = (int)x->workers_per_rank,
+        .prefetch = is_manager ? (int)x->prefetch : (int)x->workers_per_rank,
+        .isolation = x->isolation,
+        .pin = x->pin.policy != HTEX_PIN_NONE || x->pin.naccels ? &x->pin
+                                                                 : NULL,
+        .slot_base = L.my_index * (int)x->workers_per_rank,
+        .node_slots = L.npeers * (int)x->workers_per_rank,
+        .rank = x->rank,
+        .node = L.node,
+        .manager_id = L.manager,
+        .host = host,
+        .block_id = "0",
+        .heartbeat_period = x->heartbeat_period,
+        .max_batch = (uint32_t)x->max_batch,
+    };
+    rc = htex_manager_run(x->t, &mo, err);
+    layout_free(&L);
+    return rc;
+}
+
+static int xs_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
+                     size_t n)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    return x->ix ? htex_ix_submit(x->ix, batch, n) : -CPARSL_ESHUTDOWN;
+}
+
+static size_t xs_outstanding(cparsl_executor_t *ex)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    return x->ix ? htex_ix_outstanding(x->ix) : 0;
+}
+
+static size_t xs_capacity(cparsl_executor_t *ex)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    return x->ix ? htex_ix_capacity(x->ix) : 0;
+}
+
+static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    int rc = 0;
+    if (x->ix) {
+        rc = htex_ix_shutdown(x->ix, 60, err);
+        if (rc == 0) {
+            htex_ix_destroy(x->ix);
+            x->ix = NULL;
+        }
+    }
+    if (htex_forkhelper_running())
+        htex_forkhelper_stop();
+    if (rc == 0)
+        mpi_stop(x);
+    return rc;
+}
+
+static void xs_destroy(cparsl_executor_t *ex)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    if (x->ix)
+        return; /* its thread could not be stopped: leave it */
+    htex_pin_free(&x->pin);
+    free(x);
+}
+
+const struct cparsl_executor_ops cparsl_extreme_scale_ops = {
+    .family = "extreme_scale",
+    .flags = CPARSL_EXEC_MPI,
+    .probe = xs_probe,
+    .configure = xs_configure,
+    .start = xs_start,
+    .submit = xs_submit,
+    .outstanding = xs_outstanding,
+    .capacity = xs_capacity,
+    .scale_out = cparsl_executor_enosys_scale,
+    .scale_in = cparsl_executor_enosys_scale,
+    .drain = cparsl_executor_enosys_drain,
+    .shutdown = xs_shutdown,
+    .destroy = xs_destroy,
+    .serve = xs_serve,
+};

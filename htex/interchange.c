@@ -1,0 +1,738 @@
+/*
+ * interchange.c - the htex interchange (see interchange.h).
+ *
+ * One thread owns the transport, the task queue, the table of tries in
+ * flight and the manager registry; the DFK reaches it only through a
+ * mutex-protected inbox and an eventfd doorbell.  The loop turns: take the
+ * inbox, receive (bounded), dispatch to managers that asked for work,
+ * progress sends; with nothing to do it polls briefly, then sleeps with
+ * growing backoff on the doorbell, so an idle client costs no CPU while a
+ * new submission still wakes it at once.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "interchange.h"
+#include "log.h"
+#include "wire.h"
+
+#define IX_POLL_NS 60000
+#define IX_SLEEP_MIN_NS 10000
+#define IX_SLEEP_MAX_NS 1000000
+#define IX_RECV_PER_TURN 64
+#define NO_SLOT UINT32_MAX
+
+struct ix_mgr {
+    int ep;
+    bool registered, bye, silent;
+    uint32_t slots;
+    uint64_t credit;
+    size_t held;
+    bool in_fifo;
+    int64_t last_seen;
+    int rank, node;
+    char host[256];
+};
+
+struct ix_slot {
+    cparsl_exec_t *e;
+    uint32_t gen;
+    uint32_t next_free;
+    int mgr;
+};
+
+struct htex_ix {
+    cparsl_transport_t *t;
+    pthread_t thread;
+    bool started;
+
+    /* the DFK's side */
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* registration and shutdown progress */
+    cparsl_exec_t **inbox;
+    size_t nin, capin;
+    _Atomic bool has_inbox;
+    _Atomic bool sleeping;
+    int efd;
+    bool stop_req, done;
+    size_t nregistered, capacity;
+    int stop_rc;
+
+    /* the interchange thread's */
+    cparsl_exec_t **swap;
+    size_t capswap;
+    cparsl_exec_t **q; /* ring */
+    size_t qhead, qlen, qcap;
+    struct ix_slot *slots;
+    uint32_t nslots, free_head;
+    struct ix_mgr *mgrs;
+    size_t nmgrs;
+    int *ep_to_mgr; /* endpoint -> manager index or -1 */
+    int nep;
+    int *fifo; /* ring of manager indices with credit */
+    size_t fhead, flen;
+    htex_buf_t out;
+    cparsl_exec_t scratch;
+    uint32_t max_batch;
+    double hb_threshold;
+    bool stopping;
+    size_t nbye;
+
+    _Atomic size_t outstanding;
+    _Atomic uint64_t dispatched, completed, bad_messages, stale_results;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void fifo_push(htex_ix_t *ix, int m)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    if (g->in_fifo || g->bye || ix->stopping)
+        return;
+    ix->fifo[(ix->fhead + ix->flen) % ix->nmgrs] = m;
+    ix->flen++;
+    g->in_fifo = true;
+}
+
+static int fifo_front(htex_ix_t *ix)
+{
+    return ix->flen ? ix->fifo[ix->fhead] : -1;
+}
+
+static void fifo_pop(htex_ix_t *ix)
+{
+    ix->mgrs[ix->fifo[ix->fhead]].in_fifo = false;
+    ix->fhead = (ix->fhead + 1) % ix->nmgrs;
+    ix->flen--;
+}
+
+static int q_push(htex_ix_t *ix, cparsl_exec_t *e)
+{
+    if (ix->qlen == ix->qcap) {
+        size_t cap = ix->qcap ? ix->qcap * 2 : 1024;
+        cparsl_exec_t **q = malloc(cap * sizeof *q);
+        if (!q)
+            return -ENOMEM;
+        for (size_t i = 0; i < ix->qlen; i++)
+            q[i] = ix->q[(ix->qhead + i) % ix->qcap];
+        free(ix->q);
+        ix->q = q;
+        ix->qcap = cap;
+        ix->qhead = 0;
+    }
+    ix->q[(ix->qhead + ix->qlen) % ix->qcap] = e;
+    ix->qlen++;
+    return 0;
+}
+
+static cparsl_exec_t *q_pop(htex_ix_t *ix)
+{
+    cparsl_exec_t *e = ix->q[ix->qhead];
+    ix->qhead = (ix->qhead + 1) % ix->qcap;
+    ix->qlen--;
+    return e;
+}
+
+/* A ticket for a try in flight: table index in the low half, generation
+ * in the high half, so a reused index never matches an old ticket. */
+static int slot_take(htex_ix_t *ix, cparsl_exec_t *e, int mgr, uint64_t *t)
+{
+    if (ix->free_head == NO_SLOT) {
+        uint32_t n = ix->nslots ? ix->nslots * 2 : 1024;
+        struct ix_slot *s = realloc(ix->slots, n * sizeof *s);
+        if (!s)
+            return -ENOMEM;
+        for (uint32_t i = ix->nslots; i < n; i++) {
+            s[i].e = NULL;
+            s[i].gen = 1;
+            s[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
+        }
+        ix->slots = s;
+        ix->free_head = ix->nslots;
+        ix->nslots = n;
+    }
+    uint32_t i = ix->free_head;
+    struct ix_slot *s = &ix->slots[i];
+    ix->free_head = s->next_free;
+    s->e = e;
+    s->mgr = mgr;
+    *t = (uint64_t)s->gen << 32 | i;
+    return 0;
+}
+
+static cparsl_exec_t *slot_find(htex_ix_t *ix, uint64_t ticket, int mgr)
+{
+    uint32_t i = (uint32_t)ticket, gen = (uint32_t)(ticket >> 32);
+    if (i >= ix->nslots)
+        return NULL;
+    struct ix_slot *s = &ix->slots[i];
+    if (!s->e || s->gen != gen || s->mgr != mgr)
+        return NULL;
+    return s->e;
+}
+
+static void slot_release(htex_ix_t *ix, uint64_t ticket)
+{
+    uint32_t i = (uint32_t)ticket;
+    struct ix_slot *s = &ix->slots[i];
+    s->e = NULL;
+    s->gen++;
+    s->next_free = ix->free_head;
+    ix->free_head = i;
+}
+
+static void complete(htex_ix_t *ix, cparsl_exec_t *e)
+{
+    atomic_fetch_sub(&ix->outstanding, 1);
+    atomic_fetch_add(&ix->completed, 1);
+    cparsl_exec_complete(e);
+}
+
+static void bad_message(htex_ix_t *ix, int peer, const char *why)
+{
+    atomic_fetch_add(&ix->bad_messages, 1);
+    CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "interchange",
+                      "dropped a message from endpoint %d: %s", peer, why);
+}
+
+static int send_buf(htex_ix_t *ix, int ep, const htex_buf_t *b, size_t len)
+{
+    void *m = ix->t->ops->msg_alloc(ix->t, len);
+    if (!m)
+        return -ENOMEM;
+    memcpy(m, b->p, len);
+    return ix->t->ops->send(ix->t, ep, m, len);
+}
+
+static int send_empty(htex_ix_t *ix, int ep, int type)
+{
+    htex_msg_begin(&ix->out, type, 0);
+    long len = htex_msg_end(&ix->out);
+    return len < 0 ? (int)len : send_buf(ix, ep, &ix->out, (size_t)len);
+}
+
+/* ---- messages from managers ---------------------------------------------- */
+
+static void on_results(htex_ix_t *ix, int m, htex_reader_t *r)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    cparsl_error_t err;
+    for (uint32_t k = 0; k < r->hdr.count; k++) {
+        uint64_t ticket;
+        int try_no, worker, slot;
+        cparsl_exec_t *x = &ix->scratch;
+        x->result = cparsl_nil();
+        if (htex_msg_next_result(r, &ticket, &try_no, x, &worker, &slot,
+                                 &err) < 0) {
+            bad_message(ix, g->ep, err.text);
+            return;
+        }
+        cparsl_exec_t *e = slot_find(ix, ticket, m);
+        if (!e || e->args.try_no != try_no) {
+            atomic_fetch_add(&ix->stale_results, 1);
+            CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "interchange",
+                              "dropped a result for an unknown ticket %#llx "
+                              "from endpoint %d",
+                              (unsigned long long)ticket, g->ep);
+            cparsl_value_clear(&x->result);
+            continue;
+        }
+        slot_release(ix, ticket);
+        e->result = x->result;
+        x->result = cparsl_nil();
+        if (x->error.code)
+            e->error = x->error;
+        e->t_start = x->t_start;
+        e->t_end = x->t_end;
+        e->exit_code = x->exit_code;
+        e->term_signal = x->term_signal;
+        e->cpu_s = x->cpu_s;
+        e->maxrss_kib = x->maxrss_kib;
+        e->worker = worker;
+        e->slot = slot;
+        e->node = g->node;
+        e->host = g->host;
+        if (g->held)
+            g->held--;
+        complete(ix, e);
+    }
+}
+
+static void on_register(htex_ix_t *ix, int m, htex_reader_t *r)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    htex_register_t reg;
+    cparsl_error_t err;
+    if (htex_msg_next_register(r, &reg, &err) < 0) {
+        bad_message(ix, g->ep, err.text);
+        return;
+    }
+    if (strcmp(reg.build, CPARSL_VERSION_STRING) != 0) {
+        CPARSL_LOG(CPARSL_LOG_ERROR, "interchange",
+                   "manager on endpoint %d runs cparsl %s, not %s: ignored",
+                   g->ep, reg.build, CPARSL_VERSION_STRING);
+        return;
+    }
+    if (g->registered)
+        return;
+    g->registered = true;
+    g->slots = reg.slots;
+    g->rank = reg.rank;
+    g->node = reg.node;
+    snprintf(g->host, sizeof g->host, "%s", reg.host);
+    pthread_mutex_lock(&ix->mu);
+    ix->nregistered++;
+    ix->capacity += reg.slots;
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+               "manager rank %d (node %d, %s) registered with %u slots",
+               reg.rank, reg.node, reg.host, reg.slots);
+}
+
+static void on_message(htex_ix_t *ix, int peer, void *buf, size_t len)
+{
+    htex_reader_t r;
+    cparsl_error_t err;
+    int m = peer >= 0 && peer < ix->nep ? ix->ep_to_mgr[peer] : -1;
+    if (m < 0) {
+        bad_message(ix, peer, "not a manager of this interchange");
+        return;
+    }
+    if (htex_msg_open(&r, buf, len, &err) < 0) {
+        bad_message(ix, peer, err.text);
+        return;
+    }
+    struct ix_mgr *g = &ix->mgrs[m];
+    g->last_seen = cparsl_mono_ns();
+    if (g->silent) {
+        g->silent = false;
+        CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+                   "manager on endpoint %d is heard from again", g->ep);
+    }
+    switch (r.hdr.type) {
+    case HTEX_MSG_REGISTER:
+        on_register(ix, m, &r);
+        break;
+    case HTEX_MSG_RESULTS:
+        on_results(ix, m, &r);
+        break;
+    case HTEX_MSG_HEARTBEAT:
+        break;
+    case HTEX_MSG_BYE:
+        if (!g->bye) {
+            g->bye = true;
+            ix->nbye++;
+            pthread_mutex_lock(&ix->mu);
+            pthread_cond_broadcast(&ix->cv);
+            pthread_mutex_unlock(&ix->mu);
+        }
+        break;
+    default:
+        bad_message(ix, peer, htex_msg_name(r.hdr.type));
+        return;
+    }
+    if (r.hdr.want && g->registered && !g->bye) {
+        g->credit += r.hdr.want;
+        fifo_push(ix, m);
+    }
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+static void fail_batch(htex_ix_t *ix, cparsl_exec_t **v, size_t n, int rc,
+                       const char *why)
+{
+    for (size_t i = 0; i < n; i++) {
+        cparsl_error_set(&v[i]->error, rc, "%s", why);
+        complete(ix, v[i]);
+    }
+}
+
+/* Send queued tries to managers that asked, front of the FIFO first. */
+static bool dispatch(htex_ix_t *ix)
+{
+    bool did = false;
+    cparsl_exec_t *batch[512];
+    while (ix->qlen && ix->flen) {
+        int m = fifo_front(ix);
+        struct ix_mgr *g = &ix->mgrs[m];
+        if (g->credit == 0 || g->bye) {
+            fifo_pop(ix);
+            continue;
+        }
+        size_t k = ix->qlen;
+        if (k > g->credit)
+            k = g->credit;
+        if (k > ix->max_batch)
+            k = ix->max_batch;
+        if (k > sizeof batch / sizeof batch[0])
+            k = sizeof batch / sizeof batch[0];
+        htex_msg_begin(&ix->out, HTEX_MSG_TASKS, 0);
+        int64_t now = cparsl_now_ns();
+        size_t n = 0;
+        uint64_t tickets[512];
+        for (; n < k; n++) {
+            cparsl_exec_t *e = ix->q[ix->qhead];
+            if (slot_take(ix, e, m, &tickets[n]) < 0)
+                break;
+            (void)q_pop(ix);
+            batch[n] = e;
+            e->t_dispatch = now;
+            htex_msg_add_task(&ix->out, tickets[n], e);
+        }
+        if (n == 0) {
+            cparsl_exec_t *e = q_pop(ix);
+            fail_batch(ix, &e, 1, -ENOMEM, "interchange: out of memory");
+            continue;
+        }
+        long len = htex_msg_end(&ix->out);
+        int rc =
+            len < 0 ? (int)len : send_buf(ix, g->ep, &ix->out, (size_t)len);
+        if (rc < 0) {
+            for (size_t i = 0; i < n; i++)
+                slot_release(ix, tickets[i]);
+            fail_batch(ix, batch, n, rc,
+                       "interchange: cannot send tasks to a manager");
+            continue;
+        }
+        atomic_fetch_add(&ix->dispatched, n);
+        g->credit -= n;
+        g->held += n;
+        if (g->credit == 0)
+            fifo_pop(ix);
+        did = true;
+    }
+    return did;
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+static bool take_inbox(htex_ix_t *ix)
+{
+    if (!atomic_load_explicit(&ix->has_inbox, memory_order_acquire))
+        return false;
+    pthread_mutex_lock(&ix->mu);
+    cparsl_exec_t **v = ix->inbox;
+    size_t n = ix->nin;
+    ix->inbox = ix->swap;
+    size_t cap = ix->capin;
+    ix->capin = ix->capswap;
+    ix->swap = v;
+    ix->capswap = cap;
+    ix->nin = 0;
+    atomic_store(&ix->has_inbox, false);
+    pthread_mutex_unlock(&ix->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (ix->stopping) {
+            cparsl_error_set(&v[i]->error, CPARSL_ESHUTDOWN,
+                             "the pilot is shutting down");
+            complete(ix, v[i]);
+        } else if (q_push(ix, v[i]) < 0) {
+            fail_batch(ix, &v[i], 1, -ENOMEM, "interchange: out of memory");
+        }
+    }
+    return n > 0;
+}
+
+static void begin_stop(htex_ix_t *ix)
+{
+    ix->stopping = true;
+    while (ix->qlen) {
+        cparsl_exec_t *e = q_pop(ix);
+        cparsl_error_set(&e->error, CPARSL_ESHUTDOWN,
+                         "the pilot shut down before this task was sent to "
+                         "a worker");
+        complete(ix, e);
+    }
+    for (size_t m = 0; m < ix->nmgrs; m++)
+        if (!ix->mgrs[m].bye)
+            send_empty(ix, ix->mgrs[m].ep, HTEX_MSG_SHUTDOWN);
+}
+
+static void check_heartbeats(htex_ix_t *ix, int64_t now)
+{
+    for (size_t m = 0; m < ix->nmgrs; m++) {
+        struct ix_mgr *g = &ix->mgrs[m];
+        if (!g->registered || g->bye || g->silent)
+            continue;
+        if ((double)(now - g->last_seen) / 1e9 > ix->hb_threshold) {
+            g->silent = true;
+            CPARSL_LOG(CPARSL_LOG_WARN, "interchange",
+                       "manager rank %d (%s) silent for more than %g s",
+                       g->rank, g->host, ix->hb_threshold);
+        }
+    }
+}
+
+static void *ix_main(void *arg)
+{
+    htex_ix_t *ix = arg;
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    int64_t idle_since = 0, sleep_ns = IX_SLEEP_MIN_NS, last_hb = 0;
+    for (;;) {
+        bool did = take_inbox(ix);
+        pthread_mutex_lock(&ix->mu);
+        bool stop_req = ix->stop_req;
+        pthread_mutex_unlock(&ix->mu);
+        if (stop_req && !ix->stopping)
+            begin_stop(ix);
+        for (int k = 0; k < IX_RECV_PER_TURN; k++) {
+            int peer;
+            void *buf;
+            size_t len;
+            cparsl_error_t err;
+            int rc = ix->t->ops->try_recv(ix->t, &peer, &buf, &len, &err);
+            if (rc < 0) {
+                CPARSL_LOG_SPARSE(CPARSL_LOG_ERROR, "interchange", "%s",
+                                  err.text);
+                break;
+            }
+            if (rc == 0)
+                break;
+            on_message(ix, peer, buf, len);
+            ix->t->ops->msg_free(ix->t, buf);
+            did = true;
+        }
+        if (!ix->stopping)
+            did |= dispatch(ix);
+        ix->t->ops->progress(ix->t);
+        if (ix->stopping && ix->nbye == ix->nmgrs) {
+            while (ix->t->ops->progress(ix->t) > 0)
+                sched_yield();
+            break;
+        }
+        int64_t now = cparsl_mono_ns();
+        if (now - last_hb > 1000000000) {
+            check_heartbeats(ix, now);
+            last_hb = now;
+        }
+        if (did) {
+            idle_since = 0;
+            sleep_ns = IX_SLEEP_MIN_NS;
+            continue;
+        }
+        if (!idle_since)
+            idle_since = now;
+        if (now - idle_since < IX_POLL_NS) {
+            sched_yield();
+            continue;
+        }
+        /* Sleep on the doorbell: a submission wakes us at once, messages
+         * from managers are seen at the next turn. */
+        atomic_store(&ix->sleeping, true);
+        if (!atomic_load(&ix->has_inbox)) {
+            struct pollfd p = {.fd = ix->efd, .events = POLLIN};
+            struct timespec ts = {0, sleep_ns};
+            if (ppoll(&p, 1, &ts, NULL) > 0) {
+                uint64_t v;
+                if (read(ix->efd, &v, sizeof v) < 0)
+                    (void)0;
+            }
+        }
+        atomic_store(&ix->sleeping, false);
+        if (sleep_ns < IX_SLEEP_MAX_NS)
+            sleep_ns *= 2;
+    }
+    pthread_mutex_lock(&ix->mu);
+    ix->done = true;
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    return NULL;
+}
+
+/* ---- the API --------------------------------------------------------------- */
+
+int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
+                   htex_ix_t **out, cparsl_error_t *err)
+{
+    htex_ix_t *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    ix->t = t;
+    ix->nmgrs = o->nmanagers;
+    ix->nep = t->ops->size(t);
+    ix->mgrs = calloc(o->nmanagers ? o->nmanagers : 1, sizeof *ix->mgrs);
+    ix->fifo = calloc(o->nmanagers ? o->nmanagers : 1, sizeof *ix->fifo);
+    ix->ep_to_mgr = malloc((size_t)(ix->nep > 0 ? ix->nep : 1) * sizeof(int));
+    ix->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!ix->mgrs || !ix->fifo || !ix->ep_to_mgr || ix->efd < 0) {
+        htex_ix_destroy(ix);
+        return cparsl_error_set(err, -ENOMEM, "interchange: no memory");
+    }
+    for (int i = 0; i < ix->nep; i++)
+        ix->ep_to_mgr[i] = -1;
+    for (size_t m = 0; m < o->nmanagers; m++) {
+        int ep = o->managers[m];
+        if (ep < 0 || ep >= ix->nep) {
+            htex_ix_destroy(ix);
+            return cparsl_error_set(err, -EINVAL,
+                                    "interchange: manager endpoint %d out of "
+                                    "range",
+                                    ep);
+        }
+        ix->mgrs[m].ep = ep;
+        ix->mgrs[m].node = -1;
+        ix->mgrs[m].last_seen = cparsl_mono_ns();
+        ix->ep_to_mgr[ep] = (int)m;
+    }
+    ix->free_head = NO_SLOT;
+    ix->max_batch = o->max_batch ? o->max_batch : 256;
+    ix->hb_threshold = o->heartbeat_threshold > 0 ? o->heartbeat_threshold
+                                                  : 120;
+    pthread_mutex_init(&ix->mu, NULL);
+    pthread_cond_init(&ix->cv, NULL);
+    *out = ix;
+    return 0;
+}
+
+int htex_ix_start(htex_ix_t *ix, cparsl_error_t *err)
+{
+    int rc = pthread_create(&ix->thread, NULL, ix_main, ix);
+    if (rc)
+        return cparsl_error_set(err, -rc, "interchange: no thread: %s",
+                                strerror(rc));
+    ix->started = true;
+    return 0;
+}
+
+int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
+{
+    pthread_mutex_lock(&ix->mu);
+    if (ix->nin + n > ix->capin) {
+        size_t cap = ix->capin ? ix->capin : 1024;
+        while (cap < ix->nin + n)
+            cap *= 2;
+        cparsl_exec_t **v = realloc(ix->inbox, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&ix->mu);
+            return -ENOMEM;
+        }
+        ix->inbox = v;
+        ix->capin = cap;
+        /* keep the swap buffer as large, so the thread never reallocs */
+        cparsl_exec_t **w = realloc(ix->swap, cap * sizeof *w);
+        if (w) {
+            ix->swap = w;
+            ix->capswap = cap;
+        }
+    }
+    memcpy(ix->inbox + ix->nin, batch, n * sizeof *batch);
+    ix->nin += n;
+    atomic_fetch_add(&ix->outstanding, n);
+    atomic_store_explicit(&ix->has_inbox, true, memory_order_release);
+    pthread_mutex_unlock(&ix->mu);
+    if (atomic_load(&ix->sleeping)) {
+        uint64_t one = 1;
+        if (write(ix->efd, &one, sizeof one) < 0)
+            (void)0; /* the counter is full: it is awake anyway */
+    }
+    return 0;
+}
+
+size_t htex_ix_outstanding(htex_ix_t *ix)
+{
+    return atomic_load(&ix->outstanding);
+}
+
+size_t htex_ix_capacity(htex_ix_t *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    size_t n = ix->capacity;
+    pthread_mutex_unlock(&ix->mu);
+    return n;
+}
+
+static void deadline_ts(struct timespec *ts, double timeout)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    int64_t abs = ts->tv_sec * 1000000000ll + ts->tv_nsec +
+                  (int64_t)(timeout * 1e9);
+    ts->tv_sec = abs / 1000000000ll;
+    ts->tv_nsec = abs % 1000000000ll;
+}
+
+int htex_ix_wait_registered(htex_ix_t *ix, double timeout)
+{
+    struct timespec ts;
+    deadline_ts(&ts, timeout);
+    int rc = 0;
+    pthread_mutex_lock(&ix->mu);
+    while (ix->nregistered < ix->nmgrs && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&ix->cv, &ix->mu, &ts);
+    bool all = ix->nregistered >= ix->nmgrs;
+    pthread_mutex_unlock(&ix->mu);
+    return all ? 0 : -ETIMEDOUT;
+}
+
+void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out)
+{
+    out->dispatched = atomic_load(&ix->dispatched);
+    out->completed = atomic_load(&ix->completed);
+    out->bad_messages = atomic_load(&ix->bad_messages);
+    out->stale_results = atomic_load(&ix->stale_results);
+    pthread_mutex_lock(&ix->mu);
+    out->managers_registered = ix->nregistered;
+    out->slots = ix->capacity;
+    pthread_mutex_unlock(&ix->mu);
+}
+
+int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err)
+{
+    if (!ix->started)
+        return 0;
+    pthread_mutex_lock(&ix->mu);
+    ix->stop_req = true;
+    pthread_mutex_unlock(&ix->mu);
+    uint64_t one = 1;
+    if (write(ix->efd, &one, sizeof one) < 0)
+        (void)0;
+    struct timespec ts;
+    deadline_ts(&ts, timeout);
+    int rc = 0;
+    pthread_mutex_lock(&ix->mu);
+    while (!ix->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&ix->cv, &ix->mu, &ts);
+    bool done = ix->done;
+    pthread_mutex_unlock(&ix->mu);
+    if (!done)
+        return cparsl_error_set(err, -ETIMEDOUT,
+                                "interchange: %zu of %zu managers did not "
+                                "leave within %g s",
+                                ix->nmgrs - ix->nbye, ix->nmgrs, timeout);
+    pthread_join(ix->thread, NULL);
+    ix->started = false;
+    return 0;
+}
+
+void htex_ix_destroy(htex_ix_t *ix)
+{
+    if (!ix)
+        return;
+    if (ix->started)
+        return; /* its thread still runs: leave it (reported at shutdown) */
+    free(ix->inbox);
+    free(ix->swap);
+    free(ix->q);
+    free(ix->slots);
+    free(ix->mgrs);
+    free(ix->fifo);
+    free(ix->ep_to_mgr);
+    htex_buf_free(&ix->out);
+    if (ix->efd >= 0)
+        close(ix->efd);
+    pthread_mutex_destroy(&ix->mu);
+    pthread_cond_destroy(&ix->cv);
+    free(ix);
+}

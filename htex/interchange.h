@@ -1,0 +1,61 @@
+/*
+ * interchange.h - the htex interchange: the task queue between the DFK and
+ * the managers, on its own thread of the client process.
+ *
+ * The DFK hands it tries (htex_ix_submit); managers pull them: each
+ * message a manager sends carries how many more tasks it wants ('want'),
+ * and the interchange answers from its queue, so it never scans workers
+ * to place a task.  Results come back in batches and go to the DFK with
+ * cparsl_exec_complete.  A try in flight is known by a ticket (table
+ * index and generation), so a duplicate, stale or forged result is
+ * recognised, dropped and counted, never trusted.
+ */
+#ifndef CPARSL_HTEX_INTERCHANGE_H
+#define CPARSL_HTEX_INTERCHANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cparsl/plugin.h>
+#include <cparsl/transport.h>
+
+typedef struct htex_ix htex_ix_t;
+
+typedef struct htex_ix_opts {
+    /* Endpoints of the managers this interchange serves. */
+    const int *managers;
+    size_t nmanagers;
+    /* Most task records in one TASKS message. */
+    uint32_t max_batch;
+    /* Seconds without a message before a manager is reported missing. */
+    double heartbeat_threshold;
+} htex_ix_opts_t;
+
+typedef struct htex_ix_stats {
+    uint64_t dispatched, completed, bad_messages, stale_results;
+    size_t managers_registered, slots;
+} htex_ix_stats_t;
+
+/* Create (not yet running) over transport 't' (not owned). */
+int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *opts,
+                   htex_ix_t **out, cparsl_error_t *err);
+int htex_ix_start(htex_ix_t *ix, cparsl_error_t *err);
+/* From the DFK thread: queue tries.  Never blocks for long. */
+int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n);
+size_t htex_ix_outstanding(htex_ix_t *ix);
+/* Slots of the managers that registered so far. */
+size_t htex_ix_capacity(htex_ix_t *ix);
+/* Wait until every manager registered (or the timeout passes): 0 or
+ * -ETIMEDOUT. */
+int htex_ix_wait_registered(htex_ix_t *ix, double timeout);
+void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out);
+/*
+ * Stop: tries still queued fail with -CPARSL_ESHUTDOWN, managers are told
+ * to finish what they hold and leave, and the call returns once every
+ * manager said BYE (or 'timeout' seconds passed: -ETIMEDOUT, named in
+ * err).  Results that arrive meanwhile are delivered.
+ */
+int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err);
+void htex_ix_destroy(htex_ix_t *ix);
+
+#endif

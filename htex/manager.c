@@ -1,0 +1,677 @@
+/*
+ * manager.c - an htex manager (see manager.h).
+ *
+ * The loop thread owns the transport and the tasks it holds; slot threads
+ * share only a ready queue and a done list with it, under one mutex.  A
+ * slot that finishes rings an eventfd when the loop sleeps, so results go
+ * out at once; messages from the network are seen by polling with growing
+ * backoff (MPI has no descriptor to wait on).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "log.h"
+#include "manager.h"
+#include "wire.h"
+
+#define MGR_POLL_NS 60000
+#define MGR_SLEEP_MIN_NS 10000
+#define MGR_SLEEP_MAX_NS 1000000
+#define MGR_RECV_PER_TURN 64
+
+struct mtask {
+    htex_task_t t;
+    struct mtask *next;
+};
+
+struct mgr;
+
+struct mslot {
+    struct mgr *m;
+    int idx;
+    pthread_t th;
+    bool started;
+    htex_child_t *child;
+    char *cpus;
+    char *env[8];
+    size_t nenv;
+};
+
+struct mdown {
+    int ep;
+    uint64_t credit;
+    size_t held;
+    bool bye;
+};
+
+struct mgr {
+    const htex_mgr_opts_t *o;
+    cparsl_transport_t *t;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct mtask *ready_head, *ready_tail;
+    size_t nready;
+    int idle;
+    bool stop;
+    struct mtask *done_head;
+    _Atomic bool has_done;
+    _Atomic bool sleeping;
+    int efd;
+
+    /* loop thread only */
+    struct mtask *pend_head, *pend_tail;
+    size_t npend;
+    struct mtask *pool;
+    size_t held, asked, capacity;
+    struct mdown *down;
+    size_t down_bye;
+    struct mslot *slots;
+    htex_buf_t out;
+    bool stopping;
+    uint64_t bad_messages;
+};
+
+/* ---- task objects ---------------------------------------------------------- */
+
+static struct mtask *task_get(struct mgr *m)
+{
+    struct mtask *mt = m->pool;
+    if (mt) {
+        m->pool = mt->next;
+        return mt;
+    }
+    mt = calloc(1, sizeof *mt);
+    if (mt)
+        htex_task_init(&mt->t);
+    return mt;
+}
+
+static void task_put(struct mgr *m, struct mtask *mt)
+{
+    htex_task_clear(&mt->t);
+    mt->next = m->pool;
+    m->pool = mt;
+}
+
+static void pend_push(struct mgr *m, struct mtask *mt)
+{
+    mt->next = NULL;
+    if (m->pend_tail)
+        m->pend_tail->next = mt;
+    else
+        m->pend_head = mt;
+    m->pend_tail = mt;
+    m->npend++;
+}
+
+static struct mtask *pend_pop(struct mgr *m)
+{
+    struct mtask *mt = m->pend_head;
+    m->pend_head = mt->next;
+    if (!m->pend_head)
+        m->pend_tail = NULL;
+    m->npend--;
+    return mt;
+}
+
+/* ---- slots ------------------------------------------------------------------- */
+
+static void slot_run_task(struct mslot *s, struct mtask *mt)
+{
+    struct mgr *m = s->m;
+    cparsl_exec_t *e = &mt->t.exec;
+    if (!e->args.app) {
+        cparsl_error_set(&e->error, CPARSL_ENOAPP,
+                         "no app '%s' registered on rank %d (does every "
+                         "rank run the same build?)",
+                         mt->t.app_name ? mt->t.app_name : "?", m->o->rank);
+        return;
+    }
+    if (!m->o->isolation) {
+        struct rusage a, b;
+        getrusage(RUSAGE_THREAD, &a);
+        cparsl_exec_run(e);
+        getrusage(RUSAGE_THREAD, &b);
+        e->cpu_s = (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec) +
+                   (double)(b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
+                   (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec +
+                            b.ru_stime.tv_usec - a.ru_stime.tv_usec) /
+                       1e6;
+        e->maxrss_kib = -1; /* a thread has no peak of its own */
+        return;
+    }
+    if (!s->child) {
+        cparsl_error_t err;
+        htex_child_opts_t co = {
+            .env = (const char *const *)s->env,
+            .nenv = s->nenv,
+            .cpus = s->cpus,
+        };
+        if (htex_child_spawn(&co, &s->child, &err) < 0) {
+            s->child = NULL;
+            cparsl_error_set(&e->error, CPARSL_EWORKER,
+                             "rank %d slot %d: cannot start a worker "
+                             "process: %s",
+                             m->o->rank, s->idx, err.text);
+            return;
+        }
+    }
+    htex_child_run(s->child, e);
+    if (!htex_child_alive(s->child)) {
+        htex_child_destroy(s->child);
+        s->child = NULL; /* a new one starts with the next task */
+    }
+}
+
+static void *slot_main(void *arg)
+{
+    struct mslot *s = arg;
+    struct mgr *m = s->m;
+    cparsl_error_t err;
+    if (s->cpus && !m->o->isolation &&
+        htex_pin_bind_thread(s->cpus, &err) < 0)
+        CPARSL_LOG(CPARSL_LOG_WARN, "manager", "rank %d slot %d: %s",
+                   m->o->rank, s->idx, err.text);
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (!m->ready_head && !m->stop) {
+            m->idle++;
+            pthread_cond_wait(&m->cv, &m->mu);
+            m->idle--;
+        }
+        if (!m->ready_head)
+            break;
+        struct mtask *mt = m->ready_head;
+        m->ready_head = mt->next;
+        if (!m->ready_head)
+            m->ready_tail = NULL;
+        m->nready--;
+        pthread_mutex_unlock(&m->mu);
+
+        slot_run_task(s, mt);
+        mt->t.exec.slot = s->idx;
+
+        pthread_mutex_lock(&m->mu);
+        mt->next = m->done_head;
+        m->done_head = mt;
+        atomic_store_explicit(&m->has_done, true, memory_order_release);
+        if (atomic_load(&m->sleeping)) {
+            uint64_t one = 1;
+            if (write(m->efd, &one, sizeof one) < 0)
+                (void)0;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (s->child)
+        htex_child_destroy(s->child);
+    s->child = NULL;
+    return NULL;
+}
+
+static int slot_env(struct mslot *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int slot_env(struct mslot *s, const char *fmt, ...)
+{
+    if (s->nenv >= sizeof s->env / sizeof s->env[0])
+        return -ENOSPC;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vasprintf(&s->env[s->nenv], fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -ENOMEM;
+    s->nenv++;
+    return 0;
+}
+
+static int slots_start(struct mgr *m, cparsl_error_t *err)
+{
+    const htex_mgr_opts_t *o = m->o;
+    m->slots = calloc((size_t)(o->nslots > 0 ? o->nslots : 1),
+                      sizeof *m->slots);
+    if (!m->slots)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    for (int i = 0; i < o->nslots; i++) {
+        struct mslot *s = &m->slots[i];
+        s->m = m;
+        s->idx = i;
+        int node_slot = o->slot_base + i;
+        int rc;
+        if (o->pin &&
+            (rc = htex_pin_cpus(o->pin, node_slot, o->node_slots, &s->cpus,
+                                err)) < 0)
+            return rc;
+        slot_env(s, "CPARSL_WORKER_RANK=%d", node_slot);
+        slot_env(s, "CPARSL_WORKER_COUNT=%d", o->node_slots);
+        slot_env(s, "CPARSL_MANAGER_ID=%d", o->manager_id);
+        slot_env(s, "CPARSL_BLOCK_ID=%s", o->block_id ? o->block_id : "0");
+        const char *acc = o->pin ? htex_pin_accel(o->pin, node_slot) : NULL;
+        if (acc) {
+            slot_env(s, "CUDA_VISIBLE_DEVICES=%s", acc);
+            slot_env(s, "ROCR_VISIBLE_DEVICES=%s", acc);
+            slot_env(s, "ZE_AFFINITY_MASK=%s", acc);
+        }
+        if (o->isolation) {
+            /* Start the child now: the first task should not pay for it. */
+            htex_child_opts_t co = {
+                .env = (const char *const *)s->env,
+                .nenv = s->nenv,
+                .cpus = s->cpus,
+            };
+            if ((rc = htex_child_spawn(&co, &s->child, err)) < 0) {
+                cparsl_error_prefix(err, "rank %d slot %d", o->rank, i);
+                return rc;
+            }
+        }
+        rc = pthread_create(&s->th, NULL, slot_main, s);
+        if (rc)
+            return cparsl_error_set(err, -rc, "rank %d: no slot thread: %s",
+                                    o->rank, strerror(rc));
+        s->started = true;
+    }
+    return 0;
+}
+
+static void slots_stop(struct mgr *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    for (int i = 0; m->slots && i < m->o->nslots; i++) {
+        struct mslot *s = &m->slots[i];
+        if (s->started)
+            pthread_join(s->th, NULL);
+        else if (s->child)
+            htex_child_destroy(s->child);
+        free(s->cpus);
+        for (size_t k = 0; k < s->nenv; k++)
+            free(s->env[k]);
+    }
+    free(m->slots);
+    m->slots = NULL;
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+static size_t want_now(struct mgr *m)
+{
+    size_t goal = m->capacity + (size_t)m->o->prefetch;
+    size_t have = m->held + m->asked;
+    return m->stopping || have >= goal ? 0 : goal - have;
+}
+
+static int send_copy(struct mgr *m, int ep, const void *p, size_t len)
+{
+    void *buf = m->t->ops->msg_alloc(m->t, len);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, p, len);
+    return m->t->ops->send(m->t, ep, buf, len);
+}
+
+static int send_simple(struct mgr *m, int ep, int type, uint32_t want)
+{
+    htex_msg_begin(&m->out, type, want);
+    long len = htex_msg_end(&m->out);
+    return len < 0 ? (int)len : send_copy(m, ep, m->out.p, (size_t)len);
+}
+
+/* Upstream gets 'want' with every message; remember what was asked. */
+static uint32_t take_want(struct mgr *m)
+{
+    size_t w = want_now(m);
+    m->asked += w;
+    return (uint32_t)w;
+}
+
+static void bad(struct mgr *m, int peer, const char *why)
+{
+    m->bad_messages++;
+    CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "manager",
+                      "rank %d dropped a message from endpoint %d: %s",
+                      m->o->rank, peer, why);
+}
+
+static struct mdown *find_down(struct mgr *m, int ep)
+{
+    for (size_t i = 0; i < m->o->ndownstream; i++)
+        if (m->down[i].ep == ep)
+            return &m->down[i];
+    return NULL;
+}
+
+static void on_upstream(struct mgr *m, htex_reader_t *r)
+{
+    cparsl_error_t err;
+    switch (r->hdr.type) {
+    case HTEX_MSG_TASKS:
+        for (uint32_t k = 0; k < r->hdr.count; k++) {
+            struct mtask *mt = task_get(m);
+            if (!mt) {
+                bad(m, m->o->upstream, "out of memory for tasks");
+                return;
+            }
+            if (htex_msg_next_task(r, &mt->t, &err) < 0) {
+                task_put(m, mt);
+                bad(m, m->o->upstream, err.text);
+                return;
+            }
+            pend_push(m, mt);
+            m->held++;
+            if (m->asked)
+                m->asked--;
+        }
+        break;
+    case HTEX_MSG_SHUTDOWN:
+        if (!m->stopping) {
+            m->stopping = true;
+            for (size_t i = 0; i < m->o->ndownstream; i++)
+                send_simple(m, m->down[i].ep, HTEX_MSG_SHUTDOWN, 0);
+        }
+        break;
+    case HTEX_MSG_HEARTBEAT:
+        break;
+    default:
+        bad(m, m->o->upstream, htex_msg_name(r->hdr.type));
+    }
+}
+
+static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
+                          void *buf, size_t len)
+{
+    switch (r->hdr.type) {
+    case HTEX_MSG_RESULTS: {
+        /* Forward as they are: the records carry their tickets.  Our own
+         * want rides along instead of theirs. */
+        uint32_t n = r->hdr.count;
+        d->held = d->held >= n ? d->held - n : 0;
+        m->held = m->held >= n ? m->held - n : 0;
+        d->credit += r->hdr.want;
+        uint32_t want = take_want(m);
+        memcpy((unsigned char *)buf + 12, &want, sizeof want);
+        send_copy(m, m->o->upstream, buf, len);
+        return;
+    }
+    case HTEX_MSG_REGISTER:
+    case HTEX_MSG_HEARTBEAT:
+        d->credit += r->hdr.want;
+        return;
+    case HTEX_MSG_BYE:
+        if (!d->bye) {
+            d->bye = true;
+            m->down_bye++;
+        }
+        return;
+    default:
+        bad(m, d->ep, htex_msg_name(r->hdr.type));
+    }
+}
+
+static bool receive(struct mgr *m)
+{
+    bool did = false;
+    for (int k = 0; k < MGR_RECV_PER_TURN; k++) {
+        int peer;
+        void *buf;
+        size_t len;
+        cparsl_error_t err;
+        int rc = m->t->ops->try_recv(m->t, &peer, &buf, &len, &err);
+        if (rc < 0) {
+            CPARSL_LOG_SPARSE(CPARSL_LOG_ERROR, "manager", "%s", err.text);
+            break;
+        }
+        if (rc == 0)
+            break;
+        did = true;
+        htex_reader_t r;
+        if (htex_msg_open(&r, buf, len, &err) < 0) {
+            bad(m, peer, err.text);
+        } else if (peer == m->o->upstream) {
+            on_upstream(m, &r);
+        } else {
+            struct mdown *d = find_down(m, peer);
+            if (d)
+                on_downstream(m, d, &r, buf, len);
+            else
+                bad(m, peer, "not a peer of this manager");
+        }
+        m->t->ops->msg_free(m->t, buf);
+    }
+    return did;
+}
+
+/* Hand pending tasks to idle local slots, then to downstream credit. */
+static bool assign(struct mgr *m)
+{
+    bool did = false;
+    if (m->npend && m->o->nslots > 0) {
+        pthread_mutex_lock(&m->mu);
+        size_t n = 0;
+        while (m->npend && m->nready < (size_t)m->idle) {
+            struct mtask *mt = pend_pop(m);
+            mt->next = NULL;
+            if (m->ready_tail)
+                m->ready_tail->next = mt;
+            else
+                m->ready_head = mt;
+            m->ready_tail = mt;
+            m->nready++;
+            n++;
+        }
+        if (n == 1)
+            pthread_cond_signal(&m->cv);
+        else if (n > 1)
+            pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        did = n > 0;
+    }
+    for (size_t i = 0; i < m->o->ndownstream && m->npend; i++) {
+        struct mdown *d = &m->down[i];
+        if (!d->credit || d->bye)
+            continue;
+        htex_msg_begin(&m->out, HTEX_MSG_TASKS, 0);
+        struct mtask *sent = NULL;
+        uint32_t n = 0;
+        while (m->npend && n < d->credit && n < m->o->max_batch) {
+            struct mtask *mt = pend_pop(m);
+            htex_msg_add_task(&m->out, mt->t.ticket, &mt->t.exec);
+            mt->next = sent;
+            sent = mt;
+            n++;
+        }
+        long len = htex_msg_end(&m->out);
+        int rc = len < 0 ? (int)len : send_copy(m, d->ep, m->out.p, (size_t)len);
+        if (rc < 0) {
+            /* Keep them: they go to a slot here instead. */
+            while (sent) {
+                struct mtask *next = sent->next;
+                pend_push(m, sent);
+                sent = next;
+            }
+            CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "manager",
+                              "rank %d: cannot send to rank %d: %s",
+                              m->o->rank, d->ep, cparsl_strerror(rc));
+            continue;
+        }
+        while (sent) {
+            struct mtask *next = sent->next;
+            task_put(m, sent);
+            sent = next;
+        }
+        d->credit -= n;
+        d->held += n;
+        did = true;
+    }
+    return did;
+}
+
+/* Send what the slots finished, in one message. */
+static bool report(struct mgr *m)
+{
+    if (!atomic_load_explicit(&m->has_done, memory_order_acquire))
+        return false;
+    pthread_mutex_lock(&m->mu);
+    struct mtask *done = m->done_head;
+    m->done_head = NULL;
+    atomic_store(&m->has_done, false);
+    pthread_mutex_unlock(&m->mu);
+    if (!done)
+        return false;
+    /* The list is newest first; order does not matter to the tickets. */
+    while (done) {
+        htex_msg_begin(&m->out, HTEX_MSG_RESULTS, 0);
+        uint32_t n = 0;
+        struct mtask *batch = done;
+        while (done && n < m->o->max_batch) {
+            htex_msg_add_result(&m->out, done->t.ticket,
+                                done->t.exec.args.try_no, &done->t.exec,
+                                m->o->rank, done->t.exec.slot);
+            done = done->next;
+            n++;
+        }
+        m->held = m->held >= n ? m->held - n : 0;
+        htex_msg_set_want(&m->out, take_want(m));
+        long len = htex_msg_end(&m->out);
+        int rc = len < 0 ? (int)len
+                         : send_copy(m, m->o->upstream, m->out.p, (size_t)len);
+        if (rc < 0)
+            CPARSL_LOG(CPARSL_LOG_ERROR, "manager",
+                       "rank %d: cannot send %u results: %s", m->o->rank, n,
+                       cparsl_strerror(rc));
+        while (batch != done) {
+            struct mtask *next = batch->next;
+            task_put(m, batch);
+            batch = next;
+        }
+    }
+    return true;
+}
+
+int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
+                     cparsl_error_t *err)
+{
+    struct mgr mm, *m = &mm;
+    memset(m, 0, sizeof *m);
+    m->o = o;
+    m->t = t;
+    m->capacity = (size_t)o->nslots +
+                  o->ndownstream * (size_t)(o->downstream_slots);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    m->down = calloc(o->ndownstream ? o->ndownstream : 1, sizeof *m->down);
+    int rc = 0;
+    if (m->efd < 0 || !m->down) {
+        rc = cparsl_error_set(err, -ENOMEM, "manager: out of resources");
+        goto out;
+    }
+    for (size_t i = 0; i < o->ndownstream; i++)
+        m->down[i].ep = o->downstream[i];
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    if ((rc = slots_start(m, err)) < 0)
+        goto out;
+
+    htex_msg_begin(&m->out, HTEX_MSG_REGISTER, 0);
+    htex_msg_add_register(&m->out, o->rank, o->node, (uint32_t)m->capacity,
+                          o->host ? o->host : "?", CPARSL_VERSION_STRING);
+    htex_msg_set_want(&m->out, take_want(m));
+    long len = htex_msg_end(&m->out);
+    if (len < 0 || (rc = send_copy(m, o->upstream, m->out.p, (size_t)len)) <
+                       0) {
+        rc = cparsl_error_set(err, len < 0 ? (int)len : rc,
+                              "rank %d: cannot register with endpoint %d",
+                              o->rank, o->upstream);
+        goto out;
+    }
+
+    int64_t idle_since = 0, sleep_ns = MGR_SLEEP_MIN_NS;
+    int64_t hb_ns = (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period
+                                                        : 10) *
+                              1e9);
+    int64_t last_sent = cparsl_mono_ns();
+    for (;;) {
+        bool did = receive(m);
+        did |= assign(m);
+        if (report(m)) {
+            did = true;
+            last_sent = cparsl_mono_ns();
+        }
+        t->ops->progress(t);
+        if (m->stopping && m->held == 0 && m->npend == 0 &&
+            m->down_bye == o->ndownstream)
+            break;
+        int64_t now = cparsl_mono_ns();
+        if (now - last_sent > hb_ns) {
+            send_simple(m, o->upstream, HTEX_MSG_HEARTBEAT, take_want(m));
+            last_sent = now;
+        }
+        if (did) {
+            idle_since = 0;
+            sleep_ns = MGR_SLEEP_MIN_NS;
+            continue;
+        }
+        if (!idle_since)
+            idle_since = now;
+        if (now - idle_since < MGR_POLL_NS) {
+            sched_yield();
+            continue;
+        }
+        atomic_store(&m->sleeping, true);
+        if (!atomic_load(&m->has_done)) {
+            struct pollfd p = {.fd = m->efd, .events = POLLIN};
+            struct timespec ts = {0, sleep_ns};
+            if (ppoll(&p, 1, &ts, NULL) > 0) {
+                uint64_t v;
+                if (read(m->efd, &v, sizeof v) < 0)
+                    (void)0;
+            }
+        }
+        atomic_store(&m->sleeping, false);
+        if (sleep_ns < MGR_SLEEP_MAX_NS)
+            sleep_ns *= 2;
+    }
+    slots_stop(m);
+    send_simple(m, o->upstream, HTEX_MSG_BYE, 0);
+    for (int i = 0; i < 100000 && t->ops->progress(t) > 0; i++) {
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+    if (m->bad_messages)
+        CPARSL_LOG(CPARSL_LOG_WARN, "manager",
+                   "rank %d dropped %llu bad messages", o->rank,
+                   (unsigned long long)m->bad_messages);
+out:
+    if (m->slots)
+        slots_stop(m);
+    while (m->pend_head)
+        task_put(m, pend_pop(m));
+    while (m->pool) {
+        struct mtask *next = m->pool->next;
+        htex_task_free(&m->pool->t);
+        free(m->pool);
+        m->pool = next;
+    }
+    htex_buf_free(&m->out);
+    free(m->down);
+    if (m->efd >= 0)
+        close(m->efd);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/*
+ * manager.h - an htex manager: pulls tasks for its slots, runs them, and
+ * returns results in batches.
+ *
+ * The same loop serves two roles.  A node's manager talks upstream to the
+ * interchange and feeds its own slots plus the node's other ranks (its
+ * downstream); each of those ranks runs this loop too, with the node's
+ * manager as its upstream and no downstream.  Every message upstream
+ * carries 'want': free slots plus a prefetch window, less what is already
+ * held or asked for, so work is pulled, never pushed.
+ *
+ * Slots run on threads of their own, apart from the loop, so a long task
+ * never stalls the node: in-rank (the thread runs the app) or isolated
+ * (the thread supervises a long-lived child process, see child.h).
+ */
+#ifndef CPARSL_HTEX_MANAGER_H
+#define CPARSL_HTEX_MANAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cparsl/plugin.h>
+#include <cparsl/transport.h>
+
+#include "pin.h"
+
+typedef struct htex_mgr_opts {
+    int upstream;          /* endpoint of the interchange / node manager */
+    const int *downstream; /* endpoints of ranks this manager feeds */
+    size_t ndownstream;
+    int nslots;            /* slots run here */
+    int downstream_slots;  /* slots each downstream rank has */
+    int prefetch;          /* tasks asked for beyond free slots */
+    bool isolation;        /* run tasks in child processes */
+    const htex_pin_t *pin; /* NULL: no pinning */
+    int slot_base;         /* index of this rank's first slot on the node */
+    int node_slots;        /* slots on the whole node */
+    int rank, node, manager_id;
+    const char *host;
+    const char *block_id;
+    double heartbeat_period; /* seconds */
+    uint32_t max_batch;
+} htex_mgr_opts_t;
+
+/* Run until the upstream says SHUTDOWN and everything held is finished and
+ * reported, then say BYE.  0, or negative with err. */
+int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
+                     cparsl_error_t *err);
+
+#endif
