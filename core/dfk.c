@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,16 @@ static cparsl_executor_t *pick_executor(cparsl__dfk_t *d, cparsl__task_t *t,
 static void launch(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     cparsl_exec_t *e = &t->exec;
+    int sig = atomic_load_explicit(&d->stopping, memory_order_relaxed);
+    if (sig) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the run is shutting down (signal %d, %s); this task had "
+                 "not started",
+                 sig, strsignal(sig));
+        fail_task(d, t, CPARSL_FAILED, CPARSL_ESHUTDOWN, msg);
+        return;
+    }
     e->t_launch = cparsl_now_ns();
     if (t->appkind->flags & CPARSL_APPKIND_CLIENT) {
         set_state(d, t, CPARSL_LAUNCHED);
@@ -886,10 +897,10 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
             d->in_head = d->in_tail = NULL;
             atomic_store_explicit(&d->has_work, false, memory_order_relaxed);
             pthread_mutex_unlock(&d->mu);
-            if (head || d->check_req || d->stop)
+            if (head || d->check_req || d->stop || atomic_load(&d->flush_req))
                 return head;
         }
-        if (d->stop || d->check_req)
+        if (d->stop || d->check_req || atomic_load(&d->flush_req))
             return NULL;
         int64_t now = cparsl_mono_ns();
         if (!start)
@@ -899,7 +910,8 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
             continue;
         }
         pthread_mutex_lock(&d->mu);
-        while (!d->in_head && !d->stop && !d->check_req) {
+        while (!d->in_head && !d->stop && !d->check_req &&
+               !atomic_load(&d->flush_req)) {
             d->sleeping = true;
             pthread_cond_wait(&d->cv, &d->mu);
             d->sleeping = false;
@@ -939,6 +951,11 @@ static void *dfk_main(void *arg)
         }
         if (d->check_req)
             run_check(d);
+        if (atomic_exchange(&d->flush_req, false)) {
+            cparsl_error_t e2;
+            if (d->store_ops->flush(d->store, &e2) < 0)
+                CPARSL_LOG(CPARSL_LOG_ERROR, "dfk", "store flush: %s", e2.text);
+        }
         pthread_mutex_lock(&d->mu);
         bool stop = d->stop && !d->in_head;
         pthread_mutex_unlock(&d->mu);

@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,6 +434,30 @@ static int open_store(const cparsl_cnode_t *root, const char *dir,
                               "unknown store type '%s'", type);
 }
 
+/* ---- signals ------------------------------------------------------------ */
+
+/* On the client's watcher thread, after SIGTERM or SIGUSR1. */
+static void on_stop_signal(int sig)
+{
+    cparsl__dfk_t *d = cparsl__dfk;
+    if (!d)
+        return;
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&d->stopping, &none, sig))
+        return;
+    CPARSL_LOG(CPARSL_LOG_WARN, "signal",
+               "received signal %d (%s): draining; running tasks finish, "
+               "tasks not started fail",
+               sig, strsignal(sig));
+    for (size_t i = 0; i < d->nexecutors; i++)
+        d->executors[i]->ops->drain(d->executors[i]);
+    pthread_mutex_lock(&d->mu);
+    atomic_store(&d->flush_req, true);
+    if (d->sleeping)
+        pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
 /* ---- init and finalize ----------------------------------------------------
  */
 
@@ -490,12 +515,20 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
             mpi_ex = d->executors[i];
     if (mpi_ex && launch.rank != 0) {
         /* A worker rank: no run dir, DFK or store here; serve tasks until
-         * the client finalizes. */
+         * the client finalizes.  SIGTERM/SIGUSR1 are noted, not fatal:
+         * the client decides when the pilot stops. */
+        if ((rc = cparsl__signals_install(NULL, err)) < 0) {
+            executors_destroy(d->executors, d->nexecutors);
+            free(d);
+            d = NULL;
+            goto out;
+        }
         rc = mpi_ex->ops->serve(mpi_ex, err);
         if (rc < 0) {
             cparsl_error_prefix(err, "rank %d", launch.rank);
             cparsl_error_t e2;
             mpi_ex->ops->shutdown(mpi_ex, &e2);
+            cparsl__signals_remove();
             executors_destroy(d->executors, d->nexecutors);
             free(d);
             d = NULL;
@@ -536,6 +569,9 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
         goto fail;
     }
     cparsl__dfk = d;
+    if ((rc = cparsl__signals_install(on_stop_signal, err)) < 0)
+        CPARSL_LOG(CPARSL_LOG_WARN, "init", "no signal handling: %s",
+                   err->text);
     run_config = conf;
     conf = NULL;
     CPARSL_LOG(CPARSL_LOG_INFO, "init",
@@ -576,6 +612,7 @@ int cparsl_finalize(cparsl_error_t *err)
         executors_destroy(served, nserved);
         served = NULL;
         nserved = 0;
+        cparsl__signals_remove();
         pthread_mutex_unlock(&init_mu);
         return rc;
     }
@@ -596,6 +633,7 @@ int cparsl_finalize(cparsl_error_t *err)
             break;
     } while (1);
 
+    cparsl__signals_remove();
     int rc = 0;
     if (cparsl__debug_check_enabled())
         rc = cparsl__dfk_check(d, err);

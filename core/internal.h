@@ -240,6 +240,8 @@ struct cparsl__dfk {
     cparsl_error_t check_err;
     pthread_cond_t check_cv;
 
+    _Atomic int stopping; /* a signal asked for an orderly shutdown */
+    _Atomic bool flush_req;
     _Atomic uint64_t next_id;
     _Atomic uint64_t counts[CPARSL_STATE_COUNT];
 };
@@ -262,6 +264,10 @@ cparsl_executor_t *cparsl__dfk_find_executor(cparsl__dfk_t *d,
 void cparsl__apps_resolve_kinds(void);
 int cparsl__apps_check(cparsl_error_t *err);
 const struct cparsl_app_kind *cparsl__appkind_find(const char *name);
+
+/* signals.c: cb runs on a watcher thread (NULL: just record). */
+int cparsl__signals_install(void (*cb)(int sig), cparsl_error_t *err);
+void cparsl__signals_remove(void);
 
 /* init.c */
 int cparsl__debug_check_enabled(void);

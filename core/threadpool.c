@@ -435,6 +435,33 @@ static size_t tp_capacity(cparsl_executor_t *ex)
     return n;
 }
 
+/* Tries not yet started fail; running ones finish. */
+static int tp_drain(cparsl_executor_t *ex)
+{
+    struct tp *tp = cparsl_container_of(ex, struct tp, base);
+    pthread_mutex_lock(&tp->mu);
+    size_t n = tp->qlen;
+    cparsl_exec_t **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) {
+        pthread_mutex_unlock(&tp->mu);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] = tp->q[(tp->qhead + i) % tp->qcap];
+    tp->qlen = 0;
+    atomic_store(&tp->qlen_hint, 0);
+    pthread_mutex_unlock(&tp->mu);
+    for (size_t i = 0; i < n; i++) {
+        cparsl_error_set(&v[i]->error, CPARSL_ESHUTDOWN,
+                         "the run is shutting down; this task had not "
+                         "started");
+        atomic_fetch_sub(&tp->outstanding, 1);
+        cparsl_exec_complete(v[i]);
+    }
+    free(v);
+    return 0;
+}
+
 static int tp_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct tp *tp = cparsl_container_of(ex, struct tp, base);
@@ -495,7 +522,7 @@ const struct cparsl_executor_ops cparsl_threadpool_ops = {
     .capacity = tp_capacity,
     .scale_out = cparsl_executor_enosys_scale,
     .scale_in = cparsl_executor_enosys_scale,
-    .drain = cparsl_executor_enosys_drain,
+    .drain = tp_drain,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
     .serve = cparsl_executor_enosys_serve,

@@ -45,15 +45,16 @@ struct xs {
     int rank, size;
 };
 
-/* ---- layout ---------------------------------------------------------------- */
+/* ---- layout ----------------------------------------------------------------
+ */
 
 struct layout {
-    int node;        /* dense node id */
-    int manager;     /* world rank of this node's manager, -1 if none */
-    int *peers;      /* non-client world ranks on this node, ascending */
+    int node;    /* dense node id */
+    int manager; /* world rank of this node's manager, -1 if none */
+    int *peers;  /* non-client world ranks on this node, ascending */
     int npeers;
-    int my_index;    /* position of this rank among peers, -1 for rank 0 */
-    int *managers;   /* all node managers (rank 0 fills it) */
+    int my_index;  /* position of this rank among peers, -1 for rank 0 */
+    int *managers; /* all node managers (rank 0 fills it) */
     int nmanagers;
 };
 
@@ -65,8 +66,7 @@ static int cmp_int(const void *a, const void *b)
 
 /* Group ranks by shared-memory node; the lowest non-client rank of each
  * node manages it. */
-static int layout_compute(MPI_Comm world, struct layout *L,
-                          cparsl_error_t *err)
+static int layout_compute(MPI_Comm world, struct layout *L, cparsl_error_t *err)
 {
     int rank, size;
     MPI_Comm_rank(world, &rank);
@@ -128,8 +128,7 @@ static int layout_compute(MPI_Comm world, struct layout *L,
     L->nmanagers = 0;
     for (int i = 0; i < size; i++)
         if (leaders[i] > 0 &&
-            (L->nmanagers == 0 ||
-             L->managers[L->nmanagers - 1] != leaders[i]))
+            (L->nmanagers == 0 || L->managers[L->nmanagers - 1] != leaders[i]))
             L->managers[L->nmanagers++] = leaders[i];
     free(local);
     free(leaders);
@@ -142,7 +141,8 @@ static void layout_free(struct layout *L)
     free(L->managers);
 }
 
-/* ---- MPI --------------------------------------------------------------------- */
+/* ---- MPI
+ * --------------------------------------------------------------------- */
 
 static int mpi_start(struct xs *x, cparsl_error_t *err)
 {
@@ -176,14 +176,13 @@ static int mpi_start(struct xs *x, cparsl_error_t *err)
     MPI_Comm_rank(MPI_COMM_WORLD, &x->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &x->size);
     if (x->size < 2 || x->size != x->launch.size)
-        return cparsl_error_set(err, CPARSL_ELAUNCH,
-                                "extreme_scale: the launcher's environment "
-                                "says %d ranks (%s) but MPI_COMM_WORLD has "
-                                "%d; it needs at least 2 (one client, one "
-                                "worker) started by mpiexec, srun or aprun",
-                                x->launch.size,
-                                x->launch.source ? x->launch.source : "?",
-                                x->size);
+        return cparsl_error_set(
+            err, CPARSL_ELAUNCH,
+            "extreme_scale: the launcher's environment "
+            "says %d ranks (%s) but MPI_COMM_WORLD has "
+            "%d; it needs at least 2 (one client, one "
+            "worker) started by mpiexec, srun or aprun",
+            x->launch.size, x->launch.source ? x->launch.source : "?", x->size);
     return 0;
 }
 
@@ -202,7 +201,8 @@ static void mpi_stop(struct xs *x)
     }
 }
 
-/* ---- the vtable ---------------------------------------------------------------- */
+/* ---- the vtable
+ * ---------------------------------------------------------------- */
 
 static int xs_probe(const cparsl_launch_t *launch)
 {
@@ -227,8 +227,8 @@ static const char *const xs_keys[] = {
 static const char *const isolation_modes[] = {"process", "none", NULL};
 
 static int xs_configure(const cparsl_cnode_t *node,
-                        const cparsl_launch_t *launch,
-                        cparsl_executor_t **out, cparsl_error_t *err)
+                        const cparsl_launch_t *launch, cparsl_executor_t **out,
+                        cparsl_error_t *err)
 {
     struct xs *x = calloc(1, sizeof *x);
     if (!x)
@@ -300,8 +300,8 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
         goto out;
     }
     CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
-               "%d ranks, %d node manager(s), %zu slots, isolation %s",
-               x->size, L.nmanagers, htex_ix_capacity(x->ix),
+               "%d ranks, %d node manager(s), %zu slots, isolation %s", x->size,
+               L.nmanagers, htex_ix_capacity(x->ix),
                x->isolation ? "process" : "none");
 out:
     layout_free(&L);
@@ -328,8 +328,7 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
     /* The helper must exist before MPI_Init starts threads and maps
      * devices; when the application started MPI, children are forked
      * directly instead. */
-    if (x->isolation && !inited &&
-        (rc = htex_forkhelper_start(false, err)) < 0)
+    if (x->isolation && !inited && (rc = htex_forkhelper_start(false, err)) < 0)
         return rc;
     if ((rc = mpi_start(x, err)) < 0)
         return rc;
@@ -353,8 +352,8 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         .downstream_slots = (int)x->workers_per_rank,
         .prefetch = is_manager ? (int)x->prefetch : (int)x->workers_per_rank,
         .isolation = x->isolation,
-        .pin = x->pin.policy != HTEX_PIN_NONE || x->pin.naccels ? &x->pin
-                                                                 : NULL,
+        .pin =
+            x->pin.policy != HTEX_PIN_NONE || x->pin.naccels ? &x->pin : NULL,
         .slot_base = L.my_index * (int)x->workers_per_rank,
         .node_slots = L.npeers * (int)x->workers_per_rank,
         .rank = x->rank,
@@ -387,6 +386,16 @@ static size_t xs_capacity(cparsl_executor_t *ex)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
     return x->ix ? htex_ix_capacity(x->ix) : 0;
+}
+
+/* A signal asked the run to stop: queued tries fail, managers finish what
+ * they hold and leave; cparsl_finalize then completes the shutdown. */
+static int xs_drain(cparsl_executor_t *ex)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    if (x->ix)
+        htex_ix_begin_shutdown(x->ix);
+    return 0;
 }
 
 static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
@@ -427,7 +436,7 @@ const struct cparsl_executor_ops cparsl_extreme_scale_ops = {
     .capacity = xs_capacity,
     .scale_out = cparsl_executor_enosys_scale,
     .scale_in = cparsl_executor_enosys_scale,
-    .drain = cparsl_executor_enosys_drain,
+    .drain = xs_drain,
     .shutdown = xs_shutdown,
     .destroy = xs_destroy,
     .serve = xs_serve,

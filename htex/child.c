@@ -62,7 +62,7 @@ extern char **environ;
 /* Longest frame either side reads (the wire checks the inside). */
 #define CHILD_MAX_FRAME (1u << 30)
 /* Room for a spawn request's env additions and CPU list. */
-#define HELPER_MAX_DATA 65536
+#define HELPER_MAX_DATA   65536
 #define CHILD_HELLO_MAGIC 0x4f4c4548u /* "HELO" little-endian */
 /* How long a new child may take to say hello. */
 #define CHILD_HELLO_NS (10 * 1000000000LL)
@@ -651,8 +651,8 @@ static void child_loop(int fd)
                                  t.app_name ? t.app_name : "?",
                                  cparsl_strerror(why));
                 htex_msg_begin(&out, HTEX_MSG_RESULTS, 0);
-                htex_msg_add_result(&out, ticket, t.exec.args.try_no,
-                                    &t.exec, -1, -1);
+                htex_msg_add_result(&out, ticket, t.exec.args.try_no, &t.exec,
+                                    -1, -1);
             }
             cparsl_value_clear(&t.exec.result);
         }
@@ -820,8 +820,7 @@ static void helper_spawn(int ctl, const struct hreq *rq, const char *data)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
         (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
-        helper_fail(&rp, -errno, "fork helper: socketpair: %s",
-                    errdesc(errno));
+        helper_fail(&rp, -errno, "fork helper: socketpair: %s", errdesc(errno));
         goto reply;
     }
     b.sock = sv[1];
@@ -879,9 +878,9 @@ static void helper_wait(int ctl, const struct hreq *rq)
     int status = 0;
     memset(&rp, 0, sizeof rp);
     rp.pid = rq->pid;
-    int rc = rq->pid > 0 ? wait_own(rq->pid, (int64_t)rq->grace_ms * 1000000,
-                                    &status)
-                         : -EINVAL;
+    int rc = rq->pid > 0
+                 ? wait_own(rq->pid, (int64_t)rq->grace_ms * 1000000, &status)
+                 : -EINVAL;
     if (rc < 0)
         helper_fail(&rp, rc, "fork helper: cannot wait for process %ld: %s",
                     (long)rq->pid, errdesc(-rc));
@@ -1110,12 +1109,12 @@ out:
 
 struct htex_child {
     pid_t pid;
-    int fd;       /* our end of its socket; -1 once it is dead */
-    int pidfd;    /* -1 when the kernel has no pidfd_open */
-    bool alive;   /* can take a task */
-    bool direct;  /* forked by this process (no helper): we reap it */
-    bool reaped;  /* its status is known, or can never be */
-    int status;   /* its wait status, when reaped and status_ok */
+    int fd;      /* our end of its socket; -1 once it is dead */
+    int pidfd;   /* -1 when the kernel has no pidfd_open */
+    bool alive;  /* can take a task */
+    bool direct; /* forked by this process (no helper): we reap it */
+    bool reaped; /* its status is known, or can never be */
+    int status;  /* its wait status, when reaped and status_ok */
     bool status_ok;
     unsigned gen; /* the helper generation that made it */
     struct frame in;
@@ -1225,8 +1224,9 @@ static void child_collect(htex_child_t *c, int64_t grace_ns)
 static void status_text(const htex_child_t *c, char *buf, size_t cap)
 {
     if (!c->status_ok) {
-        snprintf(buf, cap, "its exit status is unknown (the fork helper "
-                           "is gone, or SIGCHLD is ignored)");
+        snprintf(buf, cap,
+                 "its exit status is unknown (the fork helper "
+                 "is gone, or SIGCHLD is ignored)");
     } else if (WIFSIGNALED(c->status)) {
         int sig = WTERMSIG(c->status);
         snprintf(buf, cap, "killed by signal %d (%s)%s%s", sig, sigdesc(sig),
@@ -1528,8 +1528,8 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
     if (len < 0) {
         e->t_end = real_ns();
         return cparsl_exec_fail(e, (int)len,
-                                "cannot encode the task for app '%s': %s",
-                                name, cparsl_strerror((int)len));
+                                "cannot encode the task for app '%s': %s", name,
+                                cparsl_strerror((int)len));
     }
 
     double wt = e->walltime;

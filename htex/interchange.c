@@ -27,11 +27,11 @@
 #include "log.h"
 #include "wire.h"
 
-#define IX_POLL_NS 60000
-#define IX_SLEEP_MIN_NS 10000
-#define IX_SLEEP_MAX_NS 1000000
+#define IX_POLL_NS       60000
+#define IX_SLEEP_MIN_NS  10000
+#define IX_SLEEP_MAX_NS  1000000
 #define IX_RECV_PER_TURN 64
-#define NO_SLOT UINT32_MAX
+#define NO_SLOT          UINT32_MAX
 
 struct ix_mgr {
     int ep;
@@ -233,8 +233,8 @@ static void on_results(htex_ix_t *ix, int m, htex_reader_t *r)
         int try_no, worker, slot;
         cparsl_exec_t *x = &ix->scratch;
         x->result = cparsl_nil();
-        if (htex_msg_next_result(r, &ticket, &try_no, x, &worker, &slot,
-                                 &err) < 0) {
+        if (htex_msg_next_result(r, &ticket, &try_no, x, &worker, &slot, &err) <
+            0) {
             bad_message(ix, g->ep, err.text);
             return;
         }
@@ -349,7 +349,8 @@ static void on_message(htex_ix_t *ix, int peer, void *buf, size_t len)
     }
 }
 
-/* ---- dispatch ---------------------------------------------------------------- */
+/* ---- dispatch
+ * ---------------------------------------------------------------- */
 
 static void fail_batch(htex_ix_t *ix, cparsl_exec_t **v, size_t n, int rc,
                        const char *why)
@@ -552,7 +553,8 @@ static void *ix_main(void *arg)
     return NULL;
 }
 
-/* ---- the API --------------------------------------------------------------- */
+/* ---- the API ---------------------------------------------------------------
+ */
 
 int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
                    htex_ix_t **out, cparsl_error_t *err)
@@ -589,8 +591,8 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
     }
     ix->free_head = NO_SLOT;
     ix->max_batch = o->max_batch ? o->max_batch : 256;
-    ix->hb_threshold = o->heartbeat_threshold > 0 ? o->heartbeat_threshold
-                                                  : 120;
+    ix->hb_threshold =
+        o->heartbeat_threshold > 0 ? o->heartbeat_threshold : 120;
     pthread_mutex_init(&ix->mu, NULL);
     pthread_cond_init(&ix->cv, NULL);
     *out = ix;
@@ -657,8 +659,8 @@ size_t htex_ix_capacity(htex_ix_t *ix)
 static void deadline_ts(struct timespec *ts, double timeout)
 {
     clock_gettime(CLOCK_REALTIME, ts);
-    int64_t abs = ts->tv_sec * 1000000000ll + ts->tv_nsec +
-                  (int64_t)(timeout * 1e9);
+    int64_t abs =
+        ts->tv_sec * 1000000000ll + ts->tv_nsec + (int64_t)(timeout * 1e9);
     ts->tv_sec = abs / 1000000000ll;
     ts->tv_nsec = abs % 1000000000ll;
 }
@@ -688,16 +690,21 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out)
     pthread_mutex_unlock(&ix->mu);
 }
 
-int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err)
+void htex_ix_begin_shutdown(htex_ix_t *ix)
 {
-    if (!ix->started)
-        return 0;
     pthread_mutex_lock(&ix->mu);
     ix->stop_req = true;
     pthread_mutex_unlock(&ix->mu);
     uint64_t one = 1;
     if (write(ix->efd, &one, sizeof one) < 0)
         (void)0;
+}
+
+int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err)
+{
+    if (!ix->started)
+        return 0;
+    htex_ix_begin_shutdown(ix);
     struct timespec ts;
     deadline_ts(&ts, timeout);
     int rc = 0;

@@ -56,6 +56,8 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out);
  * err).  Results that arrive meanwhile are delivered.
  */
 int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err);
+/* Start the same stop without waiting (from a signal watcher). */
+void htex_ix_begin_shutdown(htex_ix_t *ix);
 void htex_ix_destroy(htex_ix_t *ix);
 
 #endif

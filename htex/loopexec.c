@@ -46,9 +46,16 @@ struct loopexec {
 };
 
 static const char *const le_keys[] = {
-    "type",       "label",     "managers",     "workers_per_manager",
-    "isolation",  "prefetch",  "max_batch",    "cpu_affinity",
-    "available_accelerators", NULL,
+    "type",
+    "label",
+    "managers",
+    "workers_per_manager",
+    "isolation",
+    "prefetch",
+    "max_batch",
+    "cpu_affinity",
+    "available_accelerators",
+    NULL,
 };
 
 static const char *const iso_modes[] = {"process", "none", NULL};
@@ -60,8 +67,8 @@ static int le_probe(const cparsl_launch_t *launch)
 }
 
 static int le_configure(const cparsl_cnode_t *node,
-                        const cparsl_launch_t *launch,
-                        cparsl_executor_t **out, cparsl_error_t *err)
+                        const cparsl_launch_t *launch, cparsl_executor_t **out,
+                        cparsl_error_t *err)
 {
     (void)launch;
     struct loopexec *le = calloc(1, sizeof *le);
@@ -73,12 +80,12 @@ static int le_configure(const cparsl_cnode_t *node,
                                err)) < 0 ||
         (rc = cparsl_cnode_int(node, "workers_per_manager", 2, 1, 1024,
                                &le->workers, err)) < 0 ||
-        (rc = cparsl_cnode_choice(node, "isolation", iso_modes, 0, &iso,
-                                  err)) < 0 ||
-        (rc = cparsl_cnode_int(node, "prefetch", 8, 0, 1 << 20,
-                               &le->prefetch, err)) < 0 ||
-        (rc = cparsl_cnode_int(node, "max_batch", 256, 1, 512,
-                               &le->max_batch, err)) < 0 ||
+        (rc = cparsl_cnode_choice(node, "isolation", iso_modes, 0, &iso, err)) <
+            0 ||
+        (rc = cparsl_cnode_int(node, "prefetch", 8, 0, 1 << 20, &le->prefetch,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "max_batch", 256, 1, 512, &le->max_batch,
+                               err)) < 0 ||
         (rc = htex_pin_configure(node, &le->pin, err)) < 0) {
         htex_pin_free(&le->pin);
         free(le);
@@ -138,9 +145,8 @@ static int le_start(cparsl_executor_t *ex, cparsl_error_t *err)
             .nslots = (int)le->workers,
             .prefetch = (int)le->prefetch,
             .isolation = le->isolation,
-            .pin = le->pin.policy != HTEX_PIN_NONE || le->pin.naccels
-                       ? &le->pin
-                       : NULL,
+            .pin = le->pin.policy != HTEX_PIN_NONE || le->pin.naccels ? &le->pin
+                                                                      : NULL,
             .slot_base = i * (int)le->workers,
             .node_slots = n * (int)le->workers,
             .rank = i + 1,
@@ -178,6 +184,14 @@ static size_t le_capacity(cparsl_executor_t *ex)
 {
     struct loopexec *le = cparsl_container_of(ex, struct loopexec, base);
     return le->ix ? htex_ix_capacity(le->ix) : 0;
+}
+
+static int le_drain(cparsl_executor_t *ex)
+{
+    struct loopexec *le = cparsl_container_of(ex, struct loopexec, base);
+    if (le->ix)
+        htex_ix_begin_shutdown(le->ix);
+    return 0;
 }
 
 static int le_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
@@ -228,7 +242,7 @@ const struct cparsl_executor_ops cparsl_htex_loop_ops = {
     .capacity = le_capacity,
     .scale_out = cparsl_executor_enosys_scale,
     .scale_in = cparsl_executor_enosys_scale,
-    .drain = cparsl_executor_enosys_drain,
+    .drain = le_drain,
     .shutdown = le_shutdown,
     .destroy = le_destroy,
     .serve = cparsl_executor_enosys_serve,

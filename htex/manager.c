@@ -27,9 +27,9 @@
 #include "manager.h"
 #include "wire.h"
 
-#define MGR_POLL_NS 60000
-#define MGR_SLEEP_MIN_NS 10000
-#define MGR_SLEEP_MAX_NS 1000000
+#define MGR_POLL_NS       60000
+#define MGR_SLEEP_MIN_NS  10000
+#define MGR_SLEEP_MAX_NS  1000000
 #define MGR_RECV_PER_TURN 64
 
 struct mtask {
@@ -85,7 +85,8 @@ struct mgr {
     uint64_t bad_messages;
 };
 
-/* ---- task objects ---------------------------------------------------------- */
+/* ---- task objects ----------------------------------------------------------
+ */
 
 static struct mtask *task_get(struct mgr *m)
 {
@@ -128,7 +129,8 @@ static struct mtask *pend_pop(struct mgr *m)
     return mt;
 }
 
-/* ---- slots ------------------------------------------------------------------- */
+/* ---- slots
+ * ------------------------------------------------------------------- */
 
 static void slot_run_task(struct mslot *s, struct mtask *mt)
 {
@@ -182,8 +184,7 @@ static void *slot_main(void *arg)
     struct mslot *s = arg;
     struct mgr *m = s->m;
     cparsl_error_t err;
-    if (s->cpus && !m->o->isolation &&
-        htex_pin_bind_thread(s->cpus, &err) < 0)
+    if (s->cpus && !m->o->isolation && htex_pin_bind_thread(s->cpus, &err) < 0)
         CPARSL_LOG(CPARSL_LOG_WARN, "manager", "rank %d slot %d: %s",
                    m->o->rank, s->idx, err.text);
     pthread_mutex_lock(&m->mu);
@@ -242,8 +243,8 @@ static int slot_env(struct mslot *s, const char *fmt, ...)
 static int slots_start(struct mgr *m, cparsl_error_t *err)
 {
     const htex_mgr_opts_t *o = m->o;
-    m->slots = calloc((size_t)(o->nslots > 0 ? o->nslots : 1),
-                      sizeof *m->slots);
+    m->slots =
+        calloc((size_t)(o->nslots > 0 ? o->nslots : 1), sizeof *m->slots);
     if (!m->slots)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     for (int i = 0; i < o->nslots; i++) {
@@ -252,9 +253,8 @@ static int slots_start(struct mgr *m, cparsl_error_t *err)
         s->idx = i;
         int node_slot = o->slot_base + i;
         int rc;
-        if (o->pin &&
-            (rc = htex_pin_cpus(o->pin, node_slot, o->node_slots, &s->cpus,
-                                err)) < 0)
+        if (o->pin && (rc = htex_pin_cpus(o->pin, node_slot, o->node_slots,
+                                          &s->cpus, err)) < 0)
             return rc;
         slot_env(s, "CPARSL_WORKER_RANK=%d", node_slot);
         slot_env(s, "CPARSL_WORKER_COUNT=%d", o->node_slots);
@@ -307,7 +307,8 @@ static void slots_stop(struct mgr *m)
     m->slots = NULL;
 }
 
-/* ---- messages ------------------------------------------------------------- */
+/* ---- messages -------------------------------------------------------------
+ */
 
 static size_t want_now(struct mgr *m)
 {
@@ -496,7 +497,8 @@ static bool assign(struct mgr *m)
             n++;
         }
         long len = htex_msg_end(&m->out);
-        int rc = len < 0 ? (int)len : send_copy(m, d->ep, m->out.p, (size_t)len);
+        int rc =
+            len < 0 ? (int)len : send_copy(m, d->ep, m->out.p, (size_t)len);
         if (rc < 0) {
             /* Keep them: they go to a slot here instead. */
             while (sent) {
@@ -505,8 +507,8 @@ static bool assign(struct mgr *m)
                 sent = next;
             }
             CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "manager",
-                              "rank %d: cannot send to rank %d: %s",
-                              m->o->rank, d->ep, cparsl_strerror(rc));
+                              "rank %d: cannot send to rank %d: %s", m->o->rank,
+                              d->ep, cparsl_strerror(rc));
             continue;
         }
         while (sent) {
@@ -570,8 +572,8 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     memset(m, 0, sizeof *m);
     m->o = o;
     m->t = t;
-    m->capacity = (size_t)o->nslots +
-                  o->ndownstream * (size_t)(o->downstream_slots);
+    m->capacity =
+        (size_t)o->nslots + o->ndownstream * (size_t)(o->downstream_slots);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -592,8 +594,8 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
                           o->host ? o->host : "?", CPARSL_VERSION_STRING);
     htex_msg_set_want(&m->out, take_want(m));
     long len = htex_msg_end(&m->out);
-    if (len < 0 || (rc = send_copy(m, o->upstream, m->out.p, (size_t)len)) <
-                       0) {
+    if (len < 0 ||
+        (rc = send_copy(m, o->upstream, m->out.p, (size_t)len)) < 0) {
         rc = cparsl_error_set(err, len < 0 ? (int)len : rc,
                               "rank %d: cannot register with endpoint %d",
                               o->rank, o->upstream);
@@ -601,9 +603,8 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     }
 
     int64_t idle_since = 0, sleep_ns = MGR_SLEEP_MIN_NS;
-    int64_t hb_ns = (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period
-                                                        : 10) *
-                              1e9);
+    int64_t hb_ns =
+        (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period : 10) * 1e9);
     int64_t last_sent = cparsl_mono_ns();
     for (;;) {
         bool did = receive(m);

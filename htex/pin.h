@@ -31,7 +31,7 @@ enum htex_pin_policy {
 
 typedef struct htex_pin {
     int policy;
-    char **list;   /* HTEX_PIN_LIST entries, owned */
+    char **list; /* HTEX_PIN_LIST entries, owned */
     size_t nlist;
     char **accels; /* accelerator ids, owned */
     size_t naccels;

@@ -38,7 +38,7 @@
 
 #include <cparsl/plugin.h>
 
-#define HTEX_MAGIC 0x31585043u /* "CPX1" little-endian */
+#define HTEX_MAGIC   0x31585043u /* "CPX1" little-endian */
 #define HTEX_VERSION 1
 #define HTEX_HDR_LEN 32
 /* Longest string a reader accepts (paths, names, error text). */
@@ -65,7 +65,8 @@ typedef struct htex_hdr {
     uint64_t body_len;
 } htex_hdr_t;
 
-/* ---- writing -------------------------------------------------------------- */
+/* ---- writing --------------------------------------------------------------
+ */
 
 /* A growable output buffer, reused from message to message. */
 typedef struct htex_buf {
@@ -93,7 +94,8 @@ uint32_t htex_msg_count(const htex_buf_t *b);
 /* Set the 'want' field of the message being built. */
 void htex_msg_set_want(htex_buf_t *b, uint32_t want);
 
-/* ---- reading -------------------------------------------------------------- */
+/* ---- reading --------------------------------------------------------------
+ */
 
 typedef struct htex_reader {
     const unsigned char *p;

@@ -84,6 +84,15 @@ int cparsl_finalize(cparsl_error_t *err);
  */
 int cparsl_wait_all_tasks(double timeout);
 
+/*
+ * The signal (SIGTERM or SIGUSR1) that asked this run to stop, or 0.  On
+ * such a signal cparsl drains: tasks already running finish and their
+ * results are delivered, tasks not yet started fail with
+ * -CPARSL_ESHUTDOWN, and so do new submissions.  A workflow loop can test
+ * this to stop submitting and go to cparsl_finalize.
+ */
+int cparsl_stop_requested(void);
+
 /* True between a successful cparsl_init and cparsl_finalize. */
 bool cparsl_initialized(void);
 

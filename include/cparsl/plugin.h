@@ -84,11 +84,11 @@ typedef struct cparsl_exec {
     cparsl_error_t error;             /* error.code 0: success */
     cparsl_join_t join;               /* join apps only */
     int64_t t_launch, t_start, t_end; /* ns, CLOCK_REALTIME; 0: unknown */
-    int64_t t_dispatch;      /* sent to a worker (htex); 0: unknown */
-    int worker;              /* worker rank (htex), -1: unknown */
-    int slot;                /* slot within that rank, -1: unknown */
-    int node;                /* node id (htex), -1: unknown */
-    const char *host;        /* host name (htex), NULL: unknown */
+    int64_t t_dispatch;               /* sent to a worker (htex); 0: unknown */
+    int worker;                       /* worker rank (htex), -1: unknown */
+    int slot;                         /* slot within that rank, -1: unknown */
+    int node;                         /* node id (htex), -1: unknown */
+    const char *host;                 /* host name (htex), NULL: unknown */
     int exit_code;                    /* process exit status; -1: none */
     int term_signal;                  /* signal that ended it; 0: none */
     double cpu_s;                     /* CPU time; <0: unknown */

@@ -46,8 +46,8 @@ struct cparsl_transport_ops {
     /* If a message has arrived: 1, with its sender, buffer and length
      * (the buffer is the caller's until msg_free).  0 if none; negative
      * on a transport failure (text in err). */
-    int (*try_recv)(cparsl_transport_t *t, int *peer, void **buf,
-                    size_t *len, cparsl_error_t *err);
+    int (*try_recv)(cparsl_transport_t *t, int *peer, void **buf, size_t *len,
+                    cparsl_error_t *err);
     /* Give back a buffer from try_recv (or an unsent one from msg_alloc). */
     void (*msg_free)(cparsl_transport_t *t, void *buf);
     /* Complete sends in the background; returns the number still in
