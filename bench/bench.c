@@ -100,12 +100,16 @@ static const char *const shape_names[] = {"chain", "fanin"};
 struct exec_kind {
     const char *name;        /* --executor NAME, and its label */
     const char *type;        /* executors[0].type */
-    const char *isolation;   /* "thread" or "process" */
+    const char *isolation;   /* "thread", or NULL: --isolation decides */
     const char *workers_key; /* key that sets the number of workers */
 };
 
 static const struct exec_kind exec_kinds[] = {
     {"threadpool", "threadpool", "thread", "max_threads"},
+    /* the MPI pilot: run as mpiexec -n N cparsl-bench ... */
+    {"extreme_scale", "extreme_scale", NULL, "workers_per_rank"},
+    /* the same htex code in one process (loop transport) */
+    {"htex_loop", "htex_loop", NULL, "workers_per_manager"},
 };
 #define NKINDS (sizeof exec_kinds / sizeof exec_kinds[0])
 
@@ -121,6 +125,7 @@ struct opts {
     uint64_t tasks, workers, window, repeat, warmup;
     bool warmup_set, repeat_set, shape_set;
     const char *config;
+    const char *isolation; /* htex executors: "process" or "none" */
 };
 
 static const char usage_text[] =
@@ -134,7 +139,9 @@ static const char usage_text[] =
     "               --shape fanin (N independent tasks summed by one)\n"
     "\n"
     "options:\n"
-    "  --executor NAME  executor to configure (threadpool; the default)\n"
+    "  --executor NAME  threadpool (the default), extreme_scale (the MPI\n"
+    "                   pilot: mpiexec -n N cparsl-bench ...) or htex_loop\n"
+    "  --isolation I    htex executors: process (the default) or none\n"
     "  --tasks N        tasks per timed run (default: throughput 200000,\n"
     "                   latency 20000, dag 100000)\n"
     "  --workers W      workers of the executor (default: the executor's)\n"
@@ -192,7 +199,8 @@ enum opt_id {
     OPT_REPEAT,
     OPT_WARMUP,
     OPT_CONFIG,
-    OPT_CPARSL_CONFIG
+    OPT_CPARSL_CONFIG,
+    OPT_ISOLATION
 };
 
 static const struct {
@@ -209,6 +217,7 @@ static const struct {
     {"--warmup", OPT_WARMUP, MODE_ALL},
     {"--config", OPT_CONFIG, MODE_ALL},
     {"--cparsl-config", OPT_CPARSL_CONFIG, MODE_ALL},
+    {"--isolation", OPT_ISOLATION, MODE_ALL},
 };
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
 
@@ -222,7 +231,14 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
             if (strcmp(exec_kinds[k].name, val) == 0)
                 o->ex = &exec_kinds[k];
         if (!o->ex)
-            usage_error("unknown executor '%s' (expected threadpool)", val);
+            usage_error("unknown executor '%s' (expected threadpool, "
+                        "extreme_scale or htex_loop)",
+                        val);
+        break;
+    case OPT_ISOLATION:
+        if (strcmp(val, "process") != 0 && strcmp(val, "none") != 0)
+            usage_error("%s: '%s' (expected process or none)", name, val);
+        o->isolation = val;
         break;
     case OPT_TASKS:
         o->tasks = parse_count(name, val, false);
@@ -279,6 +295,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof *o);
     o->ex = &exec_kinds[0];
+    o->isolation = "process";
     o->window = 10000;
     o->repeat = 1;
 
@@ -483,7 +500,8 @@ static void print_common(const struct opts *o, size_t workers)
 {
     printf("{\"mode\":\"%s\",\"executor\":\"%s\",\"isolation\":\"%s\","
            "\"tasks\":%" PRIu64 ",\"workers\":%zu",
-           mode_names[o->mode], o->ex->name, o->ex->isolation, o->tasks,
+           mode_names[o->mode], o->ex->name,
+           o->ex->isolation ? o->ex->isolation : o->isolation, o->tasks,
            workers);
     if (o->mode == MODE_THROUGHPUT)
         printf(",\"window\":%" PRIu64, o->window);
@@ -599,6 +617,8 @@ static cparsl_config_t *make_config(const struct opts *o)
         snprintf(num, sizeof num, "%" PRIu64, o->workers);
         rc = set_key(cfg, key, num, &err);
     }
+    if (rc == 0 && !o->ex->isolation)
+        rc = set_key(cfg, "executors[0].isolation", o->isolation, &err);
     if (rc < 0) {
         cparsl_config_destroy(cfg);
         return NULL;

@@ -496,10 +496,22 @@ struct child_boot {
     pid_t parent; /* what getppid() must say after PR_SET_PDEATHSIG */
 };
 
-/* Per-try measurements: peak memory since clear_refs, CPU time. */
+/*
+ * Per-try measurements: peak memory since clear_refs, CPU time.
+ *
+ * The peak is the mm's high-water mark, which "5" in clear_refs resets.
+ * VmHWM in /proc/self/status shows it, but generating that file costs
+ * 7-11 us here, as much as the rest of a round trip.  getrusage's
+ * ru_maxrss is max(signal->maxrss, the mm's mark), and the kernel folds
+ * the mark into signal->maxrss only at exec and when the whole process
+ * exits; a forked worker does neither, so ru_maxrss is the mark.  The
+ * child checks that once against VmHWM and reads the file every try if
+ * the two disagree.
+ */
 struct meter {
     int clear_fd, status_fd;
-    bool hwm; /* the peak-memory reset worked for this try */
+    bool hwm;        /* the peak-memory reset worked for this try */
+    bool use_status; /* ru_maxrss does not follow the reset here */
     struct rusage self0, kids0;
 };
 
@@ -541,6 +553,21 @@ static int64_t read_hwm_kib(int fd)
     return end == p + 7 ? -1 : (int64_t)v;
 }
 
+static void meter_open(struct meter *m)
+{
+    m->clear_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    m->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    m->use_status = true;
+    if (m->clear_fd < 0 || m->status_fd < 0 || write(m->clear_fd, "5", 1) != 1)
+        return;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    int64_t hwm = read_hwm_kib(m->status_fd);
+    /* Pages touched between the two reads make VmHWM a little larger. */
+    m->use_status =
+        hwm < 0 || ru.ru_maxrss > hwm + 1024 || ru.ru_maxrss < hwm - 4096;
+}
+
 static void meter_end(struct meter *m, cparsl_exec_t *e)
 {
     struct rusage self1, kids1;
@@ -551,8 +578,14 @@ static void meter_end(struct meter *m, cparsl_exec_t *e)
     e->cpu_s = ru_cpu(&m->self0, &self1) + ru_cpu(&m->kids0, &kids1);
     /* A kind that measured its own process (bash) knows better than the
      * worker's peak, which would be the worker's own size. */
-    if (e->maxrss_kib < 0)
-        e->maxrss_kib = m->hwm ? read_hwm_kib(m->status_fd) : -1;
+    if (e->maxrss_kib >= 0)
+        return;
+    if (!m->hwm)
+        e->maxrss_kib = -1;
+    else if (m->use_status)
+        e->maxrss_kib = read_hwm_kib(m->status_fd);
+    else
+        e->maxrss_kib = self1.ru_maxrss; /* KiB on Linux */
 }
 
 /* Answer for a task that could not be decoded, so the slot gets a clear
@@ -602,8 +635,7 @@ static void child_loop(int fd)
     struct meter m;
 
     htex_task_init(&t);
-    m.clear_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-    m.status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    meter_open(&m);
 
     for (;;) {
         long n;

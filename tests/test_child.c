@@ -146,8 +146,9 @@ CPARSL_APP(big, app_big)
 
 /* The variables a worker must not see, must keep, and was given. */
 static const char *const env_names[] = {
-    "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",          "SLURM_PROCID",
-    "OMPI_MCA_btl",         "OMPI_ALLOW_RUN_AS_ROOT", "CPARSL_WORKER_RANK",
+    "OMPI_COMM_WORLD_SIZE",   "PMIX_RANK",
+    "SLURM_PROCID",           "OMPI_MCA_btl",
+    "OMPI_ALLOW_RUN_AS_ROOT", "CPARSL_WORKER_RANK",
     "CPARSL_TEST_OVERRIDE",
 };
 #define NENV (sizeof env_names / sizeof env_names[0])
@@ -304,8 +305,8 @@ static void in_subprocess(const char *what, void (*fn)(void))
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-          "%s: sub-process status %#x", what, st);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: sub-process status %#x",
+          what, st);
 }
 
 /* ---- cases --------------------------------------------------------------- */
@@ -544,15 +545,13 @@ TEST_CASE(maxrss)
 
 static void check_env_list(const cparsl_value_t *r, const char *rank)
 {
-    const char *want[NENV] = {NULL, NULL, NULL, "self,vader", "1", rank,
-                              "new"};
+    const char *want[NENV] = {NULL, NULL, NULL, "self,vader", "1", rank, "new"};
     REQUIRE(r->type == CPARSL_T_LIST && r->u.list.n == NENV, "env list");
     for (size_t i = 0; i < NENV; i++) {
         const cparsl_value_t *v = &r->u.list.p[i];
         if (want[i] == NULL)
             CHECK(v->type == CPARSL_T_NIL, "%s must be dropped, is '%s'",
-                  env_names[i],
-                  v->type == CPARSL_T_STRING ? v->u.str.p : "?");
+                  env_names[i], v->type == CPARSL_T_STRING ? v->u.str.p : "?");
         else
             CHECK(v->type == CPARSL_T_STRING &&
                       strcmp(v->u.str.p, want[i]) == 0,
@@ -567,18 +566,30 @@ TEST_CASE(environment)
         const char *var;
         bool dropped;
     } rules[] = {
-        {"OMPI_COMM_WORLD_RANK=1", true},  {"OMPI_COMM_WORLD_SIZE=4", true},
-        {"OMPI_UNIVERSE_SIZE=4", true},    {"OMPI_UNIVERSE_SIZEX=4", false},
-        {"OMPI_MCA_ess_base_vpid=0", true}, {"OMPI_MCA_orte_hnp_uri=x", true},
-        {"OMPI_MCA_pmix=x", true},         {"OMPI_MCA_btl=self", false},
-        {"OMPI_ALLOW_RUN_AS_ROOT=1", false}, {"PMIX_RANK=0", true},
-        {"PMIX_NAMESPACE=x", true},        {"PMI_RANK=0", true},
-        {"SLURM_STEP_ID=3", true},         {"SLURM_PROCID=0", true},
-        {"SLURM_PROCIDX=0", false},        {"SLURM_LOCALID=0", true},
-        {"SLURM_NTASKS=2", true},          {"SLURM_NPROCS=2", true},
-        {"SLURM_JOB_ID=9", false},         {"CPARSL_SECRET=s", true},
-        {"CPARSL_SECRET_FILE=/x", true},   {"CPARSL_WORKER_RANK=1", false},
-        {"HOME=/root", false},             {"PMIX_RANK", true},
+        {"OMPI_COMM_WORLD_RANK=1", true},
+        {"OMPI_COMM_WORLD_SIZE=4", true},
+        {"OMPI_UNIVERSE_SIZE=4", true},
+        {"OMPI_UNIVERSE_SIZEX=4", false},
+        {"OMPI_MCA_ess_base_vpid=0", true},
+        {"OMPI_MCA_orte_hnp_uri=x", true},
+        {"OMPI_MCA_pmix=x", true},
+        {"OMPI_MCA_btl=self", false},
+        {"OMPI_ALLOW_RUN_AS_ROOT=1", false},
+        {"PMIX_RANK=0", true},
+        {"PMIX_NAMESPACE=x", true},
+        {"PMI_RANK=0", true},
+        {"SLURM_STEP_ID=3", true},
+        {"SLURM_PROCID=0", true},
+        {"SLURM_PROCIDX=0", false},
+        {"SLURM_LOCALID=0", true},
+        {"SLURM_NTASKS=2", true},
+        {"SLURM_NPROCS=2", true},
+        {"SLURM_JOB_ID=9", false},
+        {"CPARSL_SECRET=s", true},
+        {"CPARSL_SECRET_FILE=/x", true},
+        {"CPARSL_WORKER_RANK=1", false},
+        {"HOME=/root", false},
+        {"PMIX_RANK", true},
     };
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
         CHECK(htex_env_dropped(rules[i].var) == rules[i].dropped, "%s: %d",
@@ -985,22 +996,14 @@ TEST_CASE(overhead)
 }
 
 static const check_case_t cases[] = {
-    TEST_ENTRY(roundtrip),
-    TEST_ENTRY(unknown_app),
-    TEST_ENTRY(crash_segv),
-    TEST_ENTRY(crash_abort),
-    TEST_ENTRY(crash_exit),
-    TEST_ENTRY(walltime),
-    TEST_ENTRY(maxrss),
-    TEST_ENTRY(environment),
-    TEST_ENTRY(pinning),
-    TEST_ENTRY(bash_in_child),
-    TEST_ENTRY(parent_death),
-    TEST_ENTRY(direct_fork),
-    TEST_ENTRY(helper_rules),
-    TEST_ENTRY(threads),
-    TEST_ENTRY(overhead),
-    {NULL, NULL},
+    TEST_ENTRY(roundtrip),    TEST_ENTRY(unknown_app),
+    TEST_ENTRY(crash_segv),   TEST_ENTRY(crash_abort),
+    TEST_ENTRY(crash_exit),   TEST_ENTRY(walltime),
+    TEST_ENTRY(maxrss),       TEST_ENTRY(environment),
+    TEST_ENTRY(pinning),      TEST_ENTRY(bash_in_child),
+    TEST_ENTRY(parent_death), TEST_ENTRY(direct_fork),
+    TEST_ENTRY(helper_rules), TEST_ENTRY(threads),
+    TEST_ENTRY(overhead),     {NULL, NULL},
 };
 
 int main(int argc, char **argv)
@@ -1019,5 +1022,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot start the fork helper: %s\n", err.text);
         return 1;
     }
-    return check_main(argc, argv, cases);
+    int rc = check_main(argc, argv, cases);
+    htex_forkhelper_stop(); /* reap it: init may not */
+    return rc;
 }

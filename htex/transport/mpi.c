@@ -11,13 +11,14 @@
  *     rotating cursor), so a burst of thousands of sends does not make
  *     every loop turn cost O(sends in flight).  Sends complete in any
  *     order, so a finished slot is filled from the end of the array.
- *   - try_recv is MPI_Improbe; a matched message is received with
- *     MPI_Imrecv and tested at once.  A small message is complete on the
- *     spot; a large one (rendezvous) stays as the one receive in progress
- *     and later try_recv calls test it before matching anything else, so
- *     messages are delivered in the order they were matched (per-sender
- *     order is MPI's non-overtaking rule).  Unlike MPI_Mrecv this never
- *     spins while a sleeping peer feeds a large message.
+ *   - try_recv is MPI_Improbe (twice on a miss: see there); a matched
+ *     message is received with MPI_Imrecv and tested at once.  A small
+ *     message is complete on the spot; a large one (rendezvous) stays as
+ *     the one receive in progress, and later try_recv calls test it
+ *     before matching anything else, so messages are delivered in the
+ *     order they were matched (per-sender order is MPI's non-overtaking
+ *     rule).  Unlike MPI_Mrecv this never spins while a sleeping peer
+ *     feeds a large message.
  *
  * Buffers: a header in front of the caller's bytes records the size
  * class; free lists per class (256 B << c) hold a bounded number of
@@ -299,16 +300,22 @@ static int tr_try_recv(cparsl_transport_t *t, int *peer, void **buf,
     struct mpi_tr *tr = tr_of(t);
     int rc;
     if (tr->rreq == MPI_REQUEST_NULL && tr->rmsg == MPI_MESSAGE_NULL) {
+        /* Open MPI's MPI_Improbe matches first and progresses after a
+         * miss, without matching again: one probe after a sleep misses
+         * what arrived during the sleep (a whole backoff step of latency).
+         * The second probe sees what the first one's progress brought. */
         int flag = 0;
         MPI_Status st;
-        int mrc = MPI_Improbe(MPI_ANY_SOURCE, MPI_TR_TAG, tr->comm, &flag,
-                              &tr->rmsg, &st);
-        if (mrc != MPI_SUCCESS)
-            return mpi_fail(tr, err, mrc, "MPI_Improbe");
+        for (int k = 0; k < 2 && !flag; k++) {
+            int mrc = MPI_Improbe(MPI_ANY_SOURCE, MPI_TR_TAG, tr->comm, &flag,
+                                  &tr->rmsg, &st);
+            if (mrc != MPI_SUCCESS)
+                return mpi_fail(tr, err, mrc, "MPI_Improbe");
+        }
         if (!flag)
             return 0;
-        mrc = MPI_Get_count(&st, MPI_BYTE, &tr->rcount);
-        if (mrc != MPI_SUCCESS || tr->rcount < 0)
+        if (MPI_Get_count(&st, MPI_BYTE, &tr->rcount) != MPI_SUCCESS ||
+            tr->rcount < 0)
             tr->rcount = 0; /* cannot happen for MPI_BYTE */
         tr->rsrc = st.MPI_SOURCE;
     }
@@ -337,7 +344,7 @@ static int tr_size(cparsl_transport_t *t)
 static int drain_incoming(struct mpi_tr *tr)
 {
     int seen = 0, peer, rc;
-    void *buf;
+    void *buf = NULL;
     size_t len;
     while ((rc = tr_try_recv(&tr->base, &peer, &buf, &len, NULL)) == 1) {
         tr_msg_free(&tr->base, buf);
@@ -394,6 +401,11 @@ static void tr_destroy(cparsl_transport_t *t)
             tr->rbuf = NULL;
         }
         MPI_Comm_free(&tr->comm);
+    } else {
+        /* MPI is gone, and with it every request: the buffers are ours. */
+        for (int i = 0; i < tr->nsend; i++)
+            free(tr->sbuf[i]);
+        free(tr->rbuf);
     }
     for (int c = 0; c < MPI_TR_NCLASS; c++) {
         struct mbuf *m = tr->pool[c].head;
