@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +127,7 @@ struct opts {
     bool warmup_set, repeat_set, shape_set;
     const char *config;
     const char *isolation; /* htex executors: "process" or "none" */
+    uint64_t idle;         /* seconds to stay idle after the runs */
 };
 
 static const char usage_text[] =
@@ -142,6 +144,8 @@ static const char usage_text[] =
     "  --executor NAME  threadpool (the default), extreme_scale (the MPI\n"
     "                   pilot: mpiexec -n N cparsl-bench ...) or htex_loop\n"
     "  --isolation I    htex executors: process (the default) or none\n"
+    "  --idle S         latency: then stay idle S seconds and time one more\n"
+    "                   round trip (bench/idle-cpu samples every rank)\n"
     "  --tasks N        tasks per timed run (default: throughput 200000,\n"
     "                   latency 20000, dag 100000)\n"
     "  --workers W      workers of the executor (default: the executor's)\n"
@@ -200,7 +204,8 @@ enum opt_id {
     OPT_WARMUP,
     OPT_CONFIG,
     OPT_CPARSL_CONFIG,
-    OPT_ISOLATION
+    OPT_ISOLATION,
+    OPT_IDLE
 };
 
 static const struct {
@@ -218,6 +223,7 @@ static const struct {
     {"--config", OPT_CONFIG, MODE_ALL},
     {"--cparsl-config", OPT_CPARSL_CONFIG, MODE_ALL},
     {"--isolation", OPT_ISOLATION, MODE_ALL},
+    {"--idle", OPT_IDLE, MODE_LATENCY},
 };
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
 
@@ -234,6 +240,9 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
             usage_error("unknown executor '%s' (expected threadpool, "
                         "extreme_scale or htex_loop)",
                         val);
+        break;
+    case OPT_IDLE:
+        o->idle = parse_count(name, val, false);
         break;
     case OPT_ISOLATION:
         if (strcmp(val, "process") != 0 && strcmp(val, "none") != 0)
@@ -732,6 +741,34 @@ int main(int argc, char **argv)
     }
     if (o.repeat_set)
         print_summary(&o, workers, rs, scratch);
+    if (o.idle > 0) {
+        /* Leave the executor idle (an outside tool samples every process's
+         * CPU meanwhile), then time one round trip out of the idle state. */
+        struct rusage a, b;
+        getrusage(RUSAGE_SELF, &a);
+        int64_t i0 = mono_ns();
+        struct timespec ts = {(time_t)o.idle, 0};
+        nanosleep(&ts, NULL);
+        getrusage(RUSAGE_SELF, &b);
+        double cpu = (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec +
+                              b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
+                     (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec +
+                              b.ru_stime.tv_usec - a.ru_stime.tv_usec) /
+                         1e6;
+        double wall = (double)(mono_ns() - i0) / 1e9;
+        int64_t t0 = mono_ns();
+        cparsl_future_t *f = cparsl_submitv("bench_noop", 0, NULL);
+        int frc = cparsl_future_error(f);
+        cparsl_future_decref(f);
+        double wake_us = (double)(mono_ns() - t0) / 1e3;
+        printf("{\"mode\":\"idle\",\"executor\":\"%s\",\"seconds\":%.3f,"
+               "\"client_cpu_pct\":%.3f,\"first_round_trip_us\":%.1f,"
+               "\"ok\":%s}\n",
+               o.ex->name, wall, 100.0 * cpu / wall, wake_us,
+               frc == 0 ? "true" : "false");
+        if (frc)
+            status = 1;
+    }
 
 done:
     free(ring);

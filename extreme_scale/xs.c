@@ -350,7 +350,7 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         .ndownstream = is_manager ? (size_t)(L.npeers - 1) : 0,
         .nslots = (int)x->workers_per_rank,
         .downstream_slots = (int)x->workers_per_rank,
-        .prefetch = is_manager ? (int)x->prefetch : (int)x->workers_per_rank,
+        .prefetch = (int)x->prefetch,
         .isolation = x->isolation,
         .pin =
             x->pin.policy != HTEX_PIN_NONE || x->pin.naccels ? &x->pin : NULL,

@@ -30,6 +30,11 @@
 #define MGR_POLL_NS       60000
 #define MGR_SLEEP_MIN_NS  10000
 #define MGR_SLEEP_MAX_NS  1000000
+/* After a second with nothing to do, sleep longer: an idle pilot of many
+ * ranks on few cores then costs next to no CPU, and the first message
+ * after a long pause waits at most this long at each hop. */
+#define MGR_IDLE_LONG_NS      1000000000
+#define MGR_SLEEP_IDLE_MAX_NS 20000000
 #define MGR_RECV_PER_TURN 64
 
 struct mtask {
@@ -68,6 +73,8 @@ struct mgr {
     int idle;
     bool stop;
     struct mtask *done_head;
+    size_t ndone;
+    int64_t last_report;
     _Atomic bool has_done;
     _Atomic bool sleeping;
     int efd;
@@ -144,15 +151,12 @@ static void slot_run_task(struct mslot *s, struct mtask *mt)
         return;
     }
     if (!m->o->isolation) {
-        struct rusage a, b;
-        getrusage(RUSAGE_THREAD, &a);
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
         cparsl_exec_run(e);
-        getrusage(RUSAGE_THREAD, &b);
-        e->cpu_s = (double)(b.ru_utime.tv_sec - a.ru_utime.tv_sec) +
-                   (double)(b.ru_stime.tv_sec - a.ru_stime.tv_sec) +
-                   (double)(b.ru_utime.tv_usec - a.ru_utime.tv_usec +
-                            b.ru_stime.tv_usec - a.ru_stime.tv_usec) /
-                       1e6;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        e->cpu_s = (double)(b.tv_sec - a.tv_sec) +
+                   (double)(b.tv_nsec - a.tv_nsec) / 1e9;
         e->maxrss_kib = -1; /* a thread has no peak of its own */
         return;
     }
@@ -209,6 +213,7 @@ static void *slot_main(void *arg)
         pthread_mutex_lock(&m->mu);
         mt->next = m->done_head;
         m->done_head = mt;
+        m->ndone++;
         atomic_store_explicit(&m->has_done, true, memory_order_release);
         if (atomic_load(&m->sleeping)) {
             uint64_t one = 1;
@@ -457,14 +462,20 @@ static bool receive(struct mgr *m)
     return did;
 }
 
-/* Hand pending tasks to idle local slots, then to downstream credit. */
+static bool assign_downstream(struct mgr *m);
+
+/* Downstream ranks get what they asked for; local slots then get a
+ * queue a few tasks deep each, so a slot that finishes takes its next task
+ * without waiting for this loop to turn. */
 static bool assign(struct mgr *m)
 {
     bool did = false;
+    did |= assign_downstream(m);
     if (m->npend && m->o->nslots > 0) {
+        size_t depth = (size_t)m->o->nslots * 4;
         pthread_mutex_lock(&m->mu);
         size_t n = 0;
-        while (m->npend && m->nready < (size_t)m->idle) {
+        while (m->npend && m->nready < depth) {
             struct mtask *mt = pend_pop(m);
             mt->next = NULL;
             if (m->ready_tail)
@@ -480,8 +491,14 @@ static bool assign(struct mgr *m)
         else if (n > 1)
             pthread_cond_broadcast(&m->cv);
         pthread_mutex_unlock(&m->mu);
-        did = n > 0;
+        did |= n > 0;
     }
+    return did;
+}
+
+static bool assign_downstream(struct mgr *m)
+{
+    bool did = false;
     for (size_t i = 0; i < m->o->ndownstream && m->npend; i++) {
         struct mdown *d = &m->down[i];
         if (!d->credit || d->bye)
@@ -528,7 +545,19 @@ static bool report(struct mgr *m)
 {
     if (!atomic_load_explicit(&m->has_done, memory_order_acquire))
         return false;
+    /* While the slots still have queued work, let results gather a little
+     * (a few dozen, or 100 us) so one message carries many; when the
+     * queue runs dry, report at once so more work comes. */
+    int64_t now = cparsl_mono_ns();
     pthread_mutex_lock(&m->mu);
+    bool hold = m->nready > 0 && m->ndone < 32 &&
+                now - m->last_report < 100000 && !m->stopping;
+    pthread_mutex_unlock(&m->mu);
+    if (hold)
+        return false;
+    m->last_report = now;
+    pthread_mutex_lock(&m->mu);
+    m->ndone = 0;
     struct mtask *done = m->done_head;
     m->done_head = NULL;
     atomic_store(&m->has_done, false);
@@ -644,7 +673,10 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             }
         }
         atomic_store(&m->sleeping, false);
-        if (sleep_ns < MGR_SLEEP_MAX_NS)
+        int64_t cap = now - idle_since > MGR_IDLE_LONG_NS
+                          ? MGR_SLEEP_IDLE_MAX_NS
+                          : MGR_SLEEP_MAX_NS;
+        if (sleep_ns < cap)
             sleep_ns *= 2;
     }
     slots_stop(m);

@@ -50,6 +50,6 @@ if(CPARSL_BASH AND CPARSL_MPI_TESTS)
               $<TARGET_FILE:${target}> ${extra})
     set_tests_properties(mpi.example.${ex} PROPERTIES TIMEOUT 180
       LABELS mpi
-      ENVIRONMENT "${CPARSL_EXAMPLE_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
+      ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
   endforeach()
 endif()
