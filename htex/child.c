@@ -627,8 +627,19 @@ static void child_run_one(htex_task_t *t, struct meter *m)
     meter_end(m, e);
 }
 
+/* exit() in a task runs the handlers and destructors the child inherited
+ * from the rank, which may wait on locks other threads held at fork time.
+ * Registered last, this runs first: keep the status, skip the rest. */
+static void child_on_exit(int status, void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    _exit(status);
+}
+
 static void child_loop(int fd)
 {
+    on_exit(child_on_exit, NULL);
     struct frame in = {0};
     htex_buf_t out = {0};
     htex_task_t t;
@@ -707,6 +718,9 @@ __attribute__((noreturn)) static void child_boot(const struct child_boot *b)
     int32_t st = 0;
 
     die_with_parent(b->parent);
+    /* A group of its own, so a walltime or crash kill also takes the
+     * processes a task started (system(), popen) with it. */
+    setpgid(0, 0);
     reset_signals();
     prctl(PR_SET_NAME, "cparsl-worker");
     if (settle_fds(b->sock, CHILD_FD) < 0)
@@ -1232,6 +1246,9 @@ static void child_collect(htex_child_t *c, int64_t grace_ns)
         if (r <= 0)
             child_signal(c, SIGKILL);
         grace_ns = 0;
+        /* Processes a task left behind go with their worker.  The leader
+         * is not reaped yet, so its group id can name no one else. */
+        kill(-c->pid, SIGKILL);
     }
     int rc;
     if (c->direct) {
@@ -1299,8 +1316,12 @@ static int child_died(htex_child_t *c, cparsl_error_t *err, const char *what)
 /* Kill a child we can no longer trust (walltime, garbage on its socket). */
 static void child_kill(htex_child_t *c)
 {
-    if (!c->reaped && c->pid > 0)
+    if (!c->reaped && c->pid > 0) {
         child_signal(c, SIGKILL);
+        /* and whatever the task started in the child's group (the leader
+         * is not reaped yet, so the id names no one else) */
+        kill(-c->pid, SIGKILL);
+    }
     c->alive = false;
     close_fd(&c->fd);
     child_collect(c, CHILD_DEATH_GRACE_NS);
@@ -1532,6 +1553,20 @@ static int child_take_result(htex_child_t *c, cparsl_exec_t *e, long n)
                                 (long)c->pid, exec_app_name(e), derr.text);
     }
     return e->error.code;
+}
+
+bool htex_child_healthy(htex_child_t *c)
+{
+    if (!htex_child_alive(c))
+        return false;
+    struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
+                          {.fd = c->pidfd, .events = POLLIN}};
+    /* An idle child has nothing to say: readable means EOF or death. */
+    if (poll(p, c->pidfd >= 0 ? 2 : 1, 0) > 0 &&
+        ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) ||
+         (c->pidfd >= 0 && p[1].revents)))
+        return false;
+    return true;
 }
 
 int htex_child_run(htex_child_t *c, cparsl_exec_t *e)

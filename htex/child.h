@@ -73,6 +73,9 @@ int htex_child_spawn(const htex_child_opts_t *opts, htex_child_t **out,
 int htex_child_run(htex_child_t *c, cparsl_exec_t *e);
 
 bool htex_child_alive(const htex_child_t *c);
+/* Between tasks: false if the child died or closed its socket while idle
+ * (then destroy it and spawn another before the next task). */
+bool htex_child_healthy(htex_child_t *c);
 pid_t htex_child_pid(const htex_child_t *c);
 
 /* Close the child's socket, wait for it a short time, kill it if needed. */

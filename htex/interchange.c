@@ -27,16 +27,16 @@
 #include "log.h"
 #include "wire.h"
 
-#define IX_POLL_NS       60000
-#define IX_SLEEP_MIN_NS  10000
-#define IX_SLEEP_MAX_NS  1000000
+#define IX_POLL_NS      60000
+#define IX_SLEEP_MIN_NS 10000
+#define IX_SLEEP_MAX_NS 1000000
 /* After a second with nothing to do, sleep longer: an idle pilot of many
  * ranks on few cores then costs next to no CPU, and the first message
  * after a long pause waits at most this long at each hop. */
 #define IX_IDLE_LONG_NS      1000000000
 #define IX_SLEEP_IDLE_MAX_NS 20000000
-#define IX_RECV_PER_TURN 64
-#define NO_SLOT          UINT32_MAX
+#define IX_RECV_PER_TURN     64
+#define NO_SLOT              UINT32_MAX
 
 struct ix_mgr {
     int ep;
@@ -548,9 +548,8 @@ static void *ix_main(void *arg)
             }
         }
         atomic_store(&ix->sleeping, false);
-        int64_t cap = now - idle_since > IX_IDLE_LONG_NS
-                          ? IX_SLEEP_IDLE_MAX_NS
-                          : IX_SLEEP_MAX_NS;
+        int64_t cap = now - idle_since > IX_IDLE_LONG_NS ? IX_SLEEP_IDLE_MAX_NS
+                                                         : IX_SLEEP_MAX_NS;
         if (sleep_ns < cap)
             sleep_ns *= 2;
     }

@@ -27,19 +27,20 @@
 #include "manager.h"
 #include "wire.h"
 
-#define MGR_POLL_NS       60000
-#define MGR_SLEEP_MIN_NS  10000
-#define MGR_SLEEP_MAX_NS  1000000
+#define MGR_POLL_NS      60000
+#define MGR_SLEEP_MIN_NS 10000
+#define MGR_SLEEP_MAX_NS 1000000
 /* After a second with nothing to do, sleep longer: an idle pilot of many
  * ranks on few cores then costs next to no CPU, and the first message
  * after a long pause waits at most this long at each hop. */
 #define MGR_IDLE_LONG_NS      1000000000
 #define MGR_SLEEP_IDLE_MAX_NS 20000000
-#define MGR_RECV_PER_TURN 64
+#define MGR_RECV_PER_TURN     64
 
 struct mtask {
     htex_task_t t;
     struct mtask *next;
+    bool discard; /* already failed at its walltime: drop the late result */
 };
 
 struct mgr;
@@ -50,6 +51,10 @@ struct mslot {
     pthread_t th;
     bool started;
     htex_child_t *child;
+    /* in-rank walltime, under m->mu: the task running and its deadline */
+    struct mtask *cur;
+    int64_t deadline;
+    bool abandoned;
     char *cpus;
     char *env[8];
     size_t nenv;
@@ -110,6 +115,7 @@ static struct mtask *task_get(struct mgr *m)
 
 static void task_put(struct mgr *m, struct mtask *mt)
 {
+    mt->discard = false;
     htex_task_clear(&mt->t);
     mt->next = m->pool;
     m->pool = mt;
@@ -160,6 +166,10 @@ static void slot_run_task(struct mslot *s, struct mtask *mt)
         e->maxrss_kib = -1; /* a thread has no peak of its own */
         return;
     }
+    if (s->child && !htex_child_healthy(s->child)) {
+        htex_child_destroy(s->child); /* it died between tasks */
+        s->child = NULL;
+    }
     if (!s->child) {
         cparsl_error_t err;
         htex_child_opts_t co = {
@@ -181,6 +191,12 @@ static void slot_run_task(struct mslot *s, struct mtask *mt)
         htex_child_destroy(s->child);
         s->child = NULL; /* a new one starts with the next task */
     }
+}
+
+static bool kind_enforces_walltime(const struct mtask *mt)
+{
+    const struct cparsl_app_kind *k = cparsl_app_kind_of(mt->t.exec.args.app);
+    return k && (k->flags & CPARSL_APPKIND_WALLTIME);
 }
 
 static void *slot_main(void *arg)
@@ -207,10 +223,25 @@ static void *slot_main(void *arg)
         m->nready--;
         pthread_mutex_unlock(&m->mu);
 
+        bool watch = !m->o->isolation && mt->t.exec.walltime > 0 &&
+                     mt->t.exec.args.app && !kind_enforces_walltime(mt);
+        if (watch) {
+            pthread_mutex_lock(&m->mu);
+            s->cur = mt;
+            s->deadline =
+                cparsl_mono_ns() + (int64_t)(mt->t.exec.walltime * 1e9);
+            s->abandoned = false;
+            pthread_mutex_unlock(&m->mu);
+        }
         slot_run_task(s, mt);
         mt->t.exec.slot = s->idx;
 
         pthread_mutex_lock(&m->mu);
+        if (watch) {
+            mt->discard = s->abandoned;
+            s->cur = NULL;
+            s->deadline = 0;
+        }
         mt->next = m->done_head;
         m->done_head = mt;
         m->ndone++;
@@ -570,11 +601,13 @@ static bool report(struct mgr *m)
         uint32_t n = 0;
         struct mtask *batch = done;
         while (done && n < m->o->max_batch) {
-            htex_msg_add_result(&m->out, done->t.ticket,
-                                done->t.exec.args.try_no, &done->t.exec,
-                                m->o->rank, done->t.exec.slot);
+            if (!done->discard) {
+                htex_msg_add_result(&m->out, done->t.ticket,
+                                    done->t.exec.args.try_no, &done->t.exec,
+                                    m->o->rank, done->t.exec.slot);
+                n++;
+            }
             done = done->next;
-            n++;
         }
         m->held = m->held >= n ? m->held - n : 0;
         htex_msg_set_want(&m->out, take_want(m));
@@ -592,6 +625,56 @@ static bool report(struct mgr *m)
         }
     }
     return true;
+}
+
+/*
+ * In-rank slots cannot stop a C function at its walltime.  Fail the try at
+ * the deadline all the same (as the thread pool does): report it now, and
+ * drop the late result when the slot's thread returns.  The slot stays
+ * busy until then; process isolation kills instead.
+ */
+static bool expire(struct mgr *m, int64_t now)
+{
+    if (m->o->isolation)
+        return false;
+    bool did = false;
+    for (int i = 0; i < m->o->nslots; i++) {
+        struct mslot *s = &m->slots[i];
+        pthread_mutex_lock(&m->mu);
+        struct mtask *mt = s->cur;
+        bool due = mt && !s->abandoned && s->deadline && now >= s->deadline;
+        if (due)
+            s->abandoned = true;
+        uint64_t ticket = due ? mt->t.ticket : 0;
+        int try_no = due ? mt->t.exec.args.try_no : 0;
+        double wt = due ? mt->t.exec.walltime : 0;
+        const char *app = due ? mt->t.exec.args.app->name : NULL;
+        pthread_mutex_unlock(&m->mu);
+        if (!due)
+            continue;
+        cparsl_exec_t x;
+        memset(&x, 0, sizeof x);
+        x.args.try_no = try_no;
+        x.exit_code = -1;
+        x.cpu_s = -1;
+        x.maxrss_kib = -1;
+        x.t_start = x.t_end = cparsl_now_ns();
+        cparsl_error_set(&x.error, CPARSL_EWALLTIME,
+                         "app '%s' exceeded its walltime of %g s on rank %d; "
+                         "an in-rank worker thread cannot be stopped and was "
+                         "left running (use isolation: process for an "
+                         "enforced walltime)",
+                         app, wt, m->o->rank);
+        htex_msg_begin(&m->out, HTEX_MSG_RESULTS, 0);
+        htex_msg_add_result(&m->out, ticket, try_no, &x, m->o->rank, i);
+        m->held = m->held ? m->held - 1 : 0;
+        htex_msg_set_want(&m->out, take_want(m));
+        long len = htex_msg_end(&m->out);
+        if (len > 0)
+            send_copy(m, m->o->upstream, m->out.p, (size_t)len);
+        did = true;
+    }
+    return did;
 }
 
 int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
@@ -642,6 +725,7 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             did = true;
             last_sent = cparsl_mono_ns();
         }
+        did |= expire(m, cparsl_mono_ns());
         t->ops->progress(t);
         if (m->stopping && m->held == 0 && m->npend == 0 &&
             m->down_bye == o->ndownstream)

@@ -6,11 +6,14 @@
 #   check_leftovers.sh EXE mpiexec -n 4 EXE CASE
 #
 # The command runs with a variable of its own, CPARSL_LEFTOVER_TAG, which
-# mpiexec hands to every rank and every rank's worker children inherit
-# (the env scrubbing keeps user variables).  Two seconds after the
-# command exits, a process whose environment carries that tag, or whose
-# command line starts with EXE, is a leftover: it is reported, killed,
-# and the check fails.  The command's own exit status must be 0 as well.
+# mpiexec hands to every rank, and which every rank's fork helper, worker
+# children and app processes inherit (the env scrubbing keeps user
+# variables).  Two seconds after the command exits, a process whose
+# environment carries that tag is a leftover: it is reported (with its
+# command line; EXE there is one of the test binary's own processes),
+# killed, and the check fails.  The command's own exit status must be 0 as
+# well.  Matching on EXE's path alone would also catch the processes of
+# other cases that CTest runs at the same time (ctest -j).
 set -u
 
 exe=$1
@@ -29,16 +32,10 @@ leftovers=()
 for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-    mine=0
     if { tr '\0' '\n' <"$d/environ"; } 2>/dev/null |
         grep -qxF "CPARSL_LEFTOVER_TAG=$tag"; then
-        mine=1
+        leftovers+=("$pid")
     fi
-    if ((!mine)); then
-        argv0=$({ tr '\0' '\n' <"$d/cmdline"; } 2>/dev/null | head -n 1)
-        [[ $argv0 == "$exe" ]] && mine=1
-    fi
-    ((mine)) && leftovers+=("$pid")
 done
 
 status=0
@@ -52,7 +49,9 @@ if ((${#leftovers[@]})); then
         comm=$({ cat "/proc/$pid/comm"; } 2>/dev/null)
         ppid=$({ awk '/^PPid:/ { print $2 }' "/proc/$pid/status"; } 2>/dev/null)
         cmd=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null)
-        echo "  pid $pid ppid ${ppid:-?} comm ${comm:-?}: ${cmd:-?}" >&2
+        what=
+        [[ $cmd == "$exe "* ]] && what=" (the test binary)"
+        echo "  pid $pid ppid ${ppid:-?} comm ${comm:-?}$what: ${cmd:-?}" >&2
     done
     kill -KILL "${leftovers[@]}" 2>/dev/null
     status=1

@@ -715,6 +715,37 @@ TEST_CASE(walltime)
  * still ran at finalize, and once a later cparsl_init drops the last
  * pointer to it, LeakSanitizer reports it when all cases run in one
  * process. */
+/* In-rank slots cannot kill a C function: the try fails at the deadline
+ * all the same, the late result is dropped, and other slots go on. */
+TEST_CASE(walltime_inrank)
+{
+    init_yaml(HL_NONE);
+    cparsl_call_t *c = cparsl_call_create("nap");
+    cparsl_call_arg(c, cparsl_double(1.5));
+    cparsl_call_walltime(c, 0.3);
+    int64_t t0 = cparsl_mono_ns();
+    cparsl_future_t *f = cparsl_call_submit(c);
+    CHECK(cparsl_future_wait(f, 10) == 0, "ended");
+    double dt = secs_since(t0);
+    CHECK(cparsl_future_error(f) == -CPARSL_EWALLTIME, "walltime: %d %s",
+          cparsl_future_error(f), cparsl_future_errstr(f));
+    CHECK(strstr(cparsl_future_errstr(f), "isolation: process"), "text: %s",
+          cparsl_future_errstr(f));
+    CHECK(dt >= 0.25 && dt < 1.2,
+          "failed at the deadline, not at the end: "
+          "%.2f s",
+          dt);
+    cparsl_future_t *g[8];
+    for (int i = 0; i < 8; i++)
+        g[i] = cparsl_submit("nap", CPARSL_D(0.01));
+    for (int i = 0; i < 8; i++) {
+        CHECK(cparsl_future_error(g[i]) == 0, "other slots still run");
+        cparsl_future_decref(g[i]);
+    }
+    cparsl_future_decref(f);
+    finalize_ok(); /* the stuck thread returns at 1.5 s; its result dropped */
+}
+
 TEST_CASE(walltime_threadpool)
 {
     init_yaml("executors:\n"
@@ -1098,6 +1129,7 @@ static const check_case_t cases[] = {
     TEST_ENTRY(many_tasks),
     TEST_ENTRY(crashes),
     TEST_ENTRY(walltime),
+    TEST_ENTRY(walltime_inrank),
     TEST_ENTRY(worker_env),
     TEST_ENTRY(capacity),
     TEST_ENTRY(shutdown),
