@@ -613,6 +613,7 @@ int cparsl_finalize(cparsl_error_t *err)
         served = NULL;
         nserved = 0;
         cparsl__signals_remove();
+        cparsl_log_close();
         pthread_mutex_unlock(&init_mu);
         return rc;
     }

@@ -37,6 +37,7 @@ struct xs {
     int64_t workers_per_rank, prefetch, max_batch;
     bool isolation;
     double heartbeat_period, heartbeat_threshold, start_timeout;
+    int manager_log_level; /* -1: worker ranks write no log file */
     htex_pin_t pin;
     /* run */
     bool mpi_inited_by_us;
@@ -47,6 +48,20 @@ struct xs {
 
 /* ---- layout ----------------------------------------------------------------
  */
+
+/* The run dir travels from rank 0 with the layout, so worker ranks asked
+ * to log (manager_log_level) write next to the run's own log. */
+static int share_run_dir(MPI_Comm world, char *dir, size_t cap)
+{
+    int len = (int)strnlen(dir, cap - 1);
+    if (MPI_Bcast(&len, 1, MPI_INT, 0, world) != MPI_SUCCESS || len < 0 ||
+        (size_t)len >= cap)
+        return -CPARSL_ETRANSPORT;
+    if (MPI_Bcast(dir, len, MPI_CHAR, 0, world) != MPI_SUCCESS)
+        return -CPARSL_ETRANSPORT;
+    dir[len] = '\0';
+    return 0;
+}
 
 struct layout {
     int node;    /* dense node id */
@@ -221,8 +236,12 @@ static const char *const xs_keys[] = {
     "heartbeat_period",
     "heartbeat_threshold",
     "start_timeout",
+    "manager_log_level",
     NULL,
 };
+
+static const char *const mlog_levels[] = {"none", "error", "warn",
+                                          "info", "debug", NULL};
 
 static const char *const isolation_modes[] = {"process", "none", NULL};
 
@@ -250,11 +269,14 @@ static int xs_configure(const cparsl_cnode_t *node,
             0 ||
         (rc = cparsl_cnode_double(node, "start_timeout", 120, 0.1, 86400,
                                   &x->start_timeout, err)) < 0 ||
+        (rc = cparsl_cnode_choice(node, "manager_log_level", mlog_levels, 0,
+                                  &x->manager_log_level, err)) < 0 ||
         (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
         htex_pin_free(&x->pin);
         free(x);
         return rc;
     }
+    x->manager_log_level -= 1; /* "none" -> -1, "error" -> 0, ... */
     x->isolation = iso == 0;
     x->launch = *launch;
     if (launch->size < 2) {
@@ -276,9 +298,16 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
     struct xs *x = cparsl_container_of(ex, struct xs, base);
     int rc;
     struct layout L = {0};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", cparsl_run_dir());
     if ((rc = mpi_start(x, err)) < 0 ||
-        (rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0 ||
-        (rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0)
+        (rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0)
+        goto out;
+    if ((rc = share_run_dir(MPI_COMM_WORLD, dir, sizeof dir)) < 0) {
+        cparsl_error_set(err, rc, "cannot send the run dir to the ranks");
+        goto out;
+    }
+    if ((rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0)
         goto out;
     htex_ix_opts_t io = {
         .managers = L.managers,
@@ -333,8 +362,21 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
     if ((rc = mpi_start(x, err)) < 0)
         return rc;
     struct layout L = {0};
+    char dir[4096] = "";
     if ((rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0)
         return rc;
+    if (share_run_dir(MPI_COMM_WORLD, dir, sizeof dir) < 0) {
+        layout_free(&L);
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "cannot learn the run dir from rank 0");
+    }
+    if (x->manager_log_level >= 0 && dir[0]) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/rank.%d.log", dir, x->rank);
+        if (cparsl_log_open(path, x->manager_log_level) < 0)
+            CPARSL_LOG(CPARSL_LOG_WARN, "extreme_scale",
+                       "rank %d: cannot open %s", x->rank, path);
+    }
     if ((rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0) {
         layout_free(&L);
         return rc;

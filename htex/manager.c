@@ -36,6 +36,7 @@
 #define MGR_IDLE_LONG_NS      1000000000
 #define MGR_SLEEP_IDLE_MAX_NS 20000000
 #define MGR_RECV_PER_TURN     64
+#define SLOT_POLL_NS          50000
 
 struct mtask {
     htex_task_t t;
@@ -75,6 +76,7 @@ struct mgr {
     pthread_cond_t cv;
     struct mtask *ready_head, *ready_tail;
     size_t nready;
+    _Atomic bool ready_hint; /* nready > 0, read without the lock */
     int idle;
     bool stop;
     struct mtask *done_head;
@@ -209,6 +211,18 @@ static void *slot_main(void *arg)
                    m->o->rank, s->idx, err.text);
     pthread_mutex_lock(&m->mu);
     for (;;) {
+        if (!m->ready_head && !m->stop) {
+            /* Poll a short while before sleeping: under load the next task
+             * is microseconds away, and a condition-variable wake-up costs
+             * more than the task. */
+            pthread_mutex_unlock(&m->mu);
+            int64_t t0 = cparsl_mono_ns();
+            while (
+                !atomic_load_explicit(&m->ready_hint, memory_order_acquire) &&
+                cparsl_mono_ns() - t0 < SLOT_POLL_NS)
+                sched_yield();
+            pthread_mutex_lock(&m->mu);
+        }
         while (!m->ready_head && !m->stop) {
             m->idle++;
             pthread_cond_wait(&m->cv, &m->mu);
@@ -221,6 +235,8 @@ static void *slot_main(void *arg)
         if (!m->ready_head)
             m->ready_tail = NULL;
         m->nready--;
+        atomic_store_explicit(&m->ready_hint, m->nready > 0,
+                              memory_order_relaxed);
         pthread_mutex_unlock(&m->mu);
 
         bool watch = !m->o->isolation && mt->t.exec.walltime > 0 &&
@@ -517,6 +533,8 @@ static bool assign(struct mgr *m)
             m->nready++;
             n++;
         }
+        if (n)
+            atomic_store_explicit(&m->ready_hint, true, memory_order_release);
         if (n == 1)
             pthread_cond_signal(&m->cv);
         else if (n > 1)
@@ -714,6 +732,11 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
         goto out;
     }
 
+    CPARSL_LOG(CPARSL_LOG_INFO, "manager",
+               "rank %d on %s (node %d): %d slot(s), %zu downstream rank(s), "
+               "upstream %d, isolation %s",
+               o->rank, o->host ? o->host : "?", o->node, o->nslots,
+               o->ndownstream, o->upstream, o->isolation ? "process" : "none");
     int64_t idle_since = 0, sleep_ns = MGR_SLEEP_MIN_NS;
     int64_t hb_ns =
         (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period : 10) * 1e9);
@@ -765,6 +788,8 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     }
     slots_stop(m);
     send_simple(m, o->upstream, HTEX_MSG_BYE, 0);
+    CPARSL_LOG(CPARSL_LOG_INFO, "manager", "rank %d: shut down, said BYE",
+               o->rank);
     for (int i = 0; i < 100000 && t->ops->progress(t) > 0; i++) {
         struct timespec ts = {0, 50000};
         nanosleep(&ts, NULL);
