@@ -939,6 +939,10 @@ __attribute__((noreturn)) static void helper_main(int ctl, pid_t parent)
     static char buf[sizeof(struct hreq) + HELPER_MAX_DATA];
 
     die_with_parent(parent);
+    /* Out of the rank's process group: Open MPI forwards SIGUSR1 (and
+     * SIGTERM) to each rank's group, and the rank, not its helper, decides
+     * what a signal means; the helper still dies with the rank. */
+    setpgid(0, 0);
     reset_signals();
     prctl(PR_SET_NAME, "cparsl-forkhelp");
     if (settle_fds(ctl, HELPER_FD) < 0)

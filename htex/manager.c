@@ -409,6 +409,44 @@ static struct mdown *find_down(struct mgr *m, int ep)
     return NULL;
 }
 
+/* Shutting down: tasks held here but not started (prefetched, or queued
+ * for a slot) fail now instead of running; started ones finish. */
+static void fail_unstarted(struct mgr *m)
+{
+    pthread_mutex_lock(&m->mu);
+    struct mtask *ready = m->ready_head;
+    m->ready_head = m->ready_tail = NULL;
+    m->nready = 0;
+    atomic_store(&m->ready_hint, false);
+    pthread_mutex_unlock(&m->mu);
+    while (ready) {
+        struct mtask *next = ready->next;
+        pend_push(m, ready);
+        ready = next;
+    }
+    while (m->npend) {
+        htex_msg_begin(&m->out, HTEX_MSG_RESULTS, 0);
+        uint32_t n = 0;
+        while (m->npend && n < m->o->max_batch) {
+            struct mtask *mt = pend_pop(m);
+            cparsl_error_set(&mt->t.exec.error, CPARSL_ESHUTDOWN,
+                             "the pilot is shutting down; this task had not "
+                             "started (rank %d)",
+                             m->o->rank);
+            cparsl_value_clear(&mt->t.exec.result);
+            htex_msg_add_result(&m->out, mt->t.ticket,
+                                mt->t.exec.args.try_no, &mt->t.exec,
+                                m->o->rank, -1);
+            task_put(m, mt);
+            n++;
+        }
+        m->held = m->held >= n ? m->held - n : 0;
+        long len = htex_msg_end(&m->out);
+        if (len > 0)
+            send_copy(m, m->o->upstream, m->out.p, (size_t)len);
+    }
+}
+
 static void on_upstream(struct mgr *m, htex_reader_t *r)
 {
     cparsl_error_t err;
@@ -430,12 +468,15 @@ static void on_upstream(struct mgr *m, htex_reader_t *r)
             if (m->asked)
                 m->asked--;
         }
+        if (m->stopping)
+            fail_unstarted(m); /* sent before upstream knew */
         break;
     case HTEX_MSG_SHUTDOWN:
         if (!m->stopping) {
             m->stopping = true;
             for (size_t i = 0; i < m->o->ndownstream; i++)
                 send_simple(m, m->down[i].ep, HTEX_MSG_SHUTDOWN, 0);
+            fail_unstarted(m);
         }
         break;
     case HTEX_MSG_HEARTBEAT:

@@ -15,6 +15,8 @@
  *   worker_env           what an isolated child sees; a nested mpiexec
  *   pinning_inrank, pinning_process         cpu_affinity block
  *   walltime_process     a task past its walltime; its worker is replaced
+ *   spread_process, spread_inrank           3 long tasks on 3 idle slots
+ *                        run at once
  *   signals              SIGTERM to every rank: orderly shutdown
  *   leftovers            a normal run (check_leftovers.sh checks after)
  *   app_mpi_init         the application initializes and finalizes MPI
@@ -811,6 +813,52 @@ static void case_signals(void)
             ok, shut, other, dt);
 }
 
+/*
+ * Work goes to idle slots: NSLOTS tasks of 1 s submitted to NSLOTS idle
+ * slots run at the same time, on NSLOTS different workers, whatever
+ * prefetch window the managers keep.  (A rank that takes them all into
+ * its own queue runs them one after another: 3 s instead of 1.)
+ */
+static void spread(const char *mode)
+{
+    check_capacity();
+    for (int round = 0; round < 3; round++) {
+        cparsl_future_t *fs[NSLOTS];
+        int64_t pids[NSLOTS];
+        double t0 = now_s();
+        for (int i = 0; i < NSLOTS; i++)
+            fs[i] = cparsl_submit("sleep_pid", CPARSL_D(1.0));
+        int distinct = 0;
+        for (int i = 0; i < NSLOTS; i++) {
+            pids[i] = 0;
+            int rc = cparsl_future_get_int(fs[i], &pids[i]);
+            CHECK(rc == 0, "sleep_pid: %d %s", rc, cparsl_future_errstr(fs[i]));
+            bool seen = false;
+            for (int k = 0; k < i; k++)
+                seen |= pids[k] == pids[i];
+            distinct += !seen && rc == 0;
+            cparsl_future_decref(fs[i]);
+        }
+        double dt = now_s() - t0;
+        CHECK(dt < 1.7 && distinct == NSLOTS,
+              "%s round %d: %d tasks of 1 s on %d idle slots took %.2f s on "
+              "%d distinct workers (expected about 1 s on %d)",
+              mode, round, NSLOTS, NSLOTS, dt, distinct, NSLOTS);
+        fprintf(stderr, "spread_%s: round %d: %.2f s on %d workers\n", mode,
+                round, dt, distinct);
+    }
+}
+
+static void case_spread_process(void)
+{
+    spread("process");
+}
+
+static void case_spread_inrank(void)
+{
+    spread("inrank");
+}
+
 static void case_leftovers(void)
 {
     check_capacity();
@@ -883,6 +931,8 @@ static const struct pcase cases[] = {
     {"pinning_process", case_pinning_process, "process", "block", false, false},
     {"walltime_process", case_walltime_process, "process", NULL, false, false},
     {"signals", case_signals, "process", NULL, false, true},
+    {"spread_process", case_spread_process, "process", NULL, false, false},
+    {"spread_inrank", case_spread_inrank, "none", NULL, false, false},
     {"leftovers", case_leftovers, "process", NULL, false, false},
     {"app_mpi_init", case_app_mpi_init, "process", NULL, true, false},
     {NULL, NULL, NULL, NULL, false, false},
