@@ -590,7 +590,8 @@ static void meter_end(struct meter *m, cparsl_exec_t *e)
 
 /* Answer for a task that could not be decoded, so the slot gets a clear
  * failure instead of a dead worker. */
-static void child_answer_error(htex_buf_t *out, const cparsl_error_t *why)
+static void child_answer_error(htex_buf_t *out, uint64_t ticket,
+                               const cparsl_error_t *why)
 {
     cparsl_exec_t e;
     memset(&e, 0, sizeof e);
@@ -602,7 +603,7 @@ static void child_answer_error(htex_buf_t *out, const cparsl_error_t *why)
                      "worker process %ld could not decode its task: %s",
                      (long)getpid(), why->text);
     htex_msg_begin(out, HTEX_MSG_RESULTS, 0);
-    htex_msg_add_result(out, 0, 0, &e, -1, -1);
+    htex_msg_add_result(out, ticket, 0, &e, -1, -1);
 }
 
 static void child_run_one(htex_task_t *t, struct meter *m)
@@ -625,6 +626,31 @@ static void child_run_one(htex_task_t *t, struct meter *m)
     meter_begin(m);
     cparsl_exec_run(e);
     meter_end(m, e);
+}
+
+/* Run t and put its RESULTS message in out. */
+static void child_answer(htex_buf_t *out, htex_task_t *t, struct meter *m)
+{
+    child_run_one(t, m);
+    /* Output the app buffered must come out before its result, and must
+     * not be lost when we _exit. */
+    fflush(NULL);
+    htex_msg_begin(out, HTEX_MSG_RESULTS, 0);
+    htex_msg_add_result(out, t->ticket, t->exec.args.try_no, &t->exec, -1,
+                        -1);
+    if (out->error < 0) {
+        /* A result the wire cannot carry: say so instead. */
+        int why = out->error;
+        cparsl_value_clear(&t->exec.result);
+        cparsl_exec_fail(&t->exec, why,
+                         "app '%s' returned a result the worker cannot send "
+                         "back: %s",
+                         t->app_name ? t->app_name : "?", cparsl_strerror(why));
+        htex_msg_begin(out, HTEX_MSG_RESULTS, 0);
+        htex_msg_add_result(out, t->ticket, t->exec.args.try_no, &t->exec, -1,
+                            -1);
+    }
+    cparsl_value_clear(&t->exec.result);
 }
 
 /* exit() in a task runs the handlers and destructors the child inherited
@@ -664,49 +690,33 @@ static void child_loop(int fd)
         htex_reader_t rd;
         cparsl_error_clear(&err);
         int rc = htex_msg_open(&rd, in.p + 4, (size_t)n, &err);
-        if (rc == 0 && (rd.hdr.type != HTEX_MSG_TASKS || rd.hdr.count != 1))
+        if (rc == 0 && (rd.hdr.type != HTEX_MSG_TASKS || rd.hdr.count == 0))
             rc = cparsl_error_set(&err, CPARSL_EDECODE,
-                                  "expected one TASKS record, got %u %s "
+                                  "expected TASKS records, got %u %s "
                                   "record(s)",
                                   rd.hdr.count, htex_msg_name(rd.hdr.type));
-        if (rc == 0)
-            rc = htex_msg_next_task(&rd, &t, &err);
-        frame_consume(&in, (size_t)n);
-
-        uint64_t ticket = t.ticket;
-        if (rc < 0) {
-            child_answer_error(&out, &err);
-        } else {
-            child_run_one(&t, &m);
-            /* Output the app buffered must come out before its result,
-             * and must not be lost when we _exit. */
-            fflush(NULL);
-            htex_msg_begin(&out, HTEX_MSG_RESULTS, 0);
-            htex_msg_add_result(&out, ticket, t.exec.args.try_no, &t.exec, -1,
-                                -1);
-            if (out.error < 0) {
-                /* A result the wire cannot carry: say so instead. */
-                int why = out.error;
-                cparsl_value_clear(&t.exec.result);
-                cparsl_exec_fail(&t.exec, why,
-                                 "app '%s' returned a result the worker "
-                                 "cannot send back: %s",
-                                 t.app_name ? t.app_name : "?",
-                                 cparsl_strerror(why));
-                htex_msg_begin(&out, HTEX_MSG_RESULTS, 0);
-                htex_msg_add_result(&out, ticket, t.exec.args.try_no, &t.exec,
-                                    -1, -1);
-            }
-            cparsl_value_clear(&t.exec.result);
+        /* A batch runs in order, each result sent before the next try
+         * starts, so a crash loses none.  After a record that cannot be
+         * decoded, the rest cannot be found: each gets the same answer
+         * (the header's count is bounded by the frame's size). */
+        uint32_t count = rc == 0 ? rd.hdr.count : 1;
+        for (uint32_t k = 0; k < count; k++) {
+            if (rc == 0)
+                rc = htex_msg_next_task(&rd, &t, &err);
+            if (rc < 0)
+                child_answer_error(&out, k, &err);
+            else
+                child_answer(&out, &t, &m);
+            long len = htex_msg_end(&out);
+            if (len < 0)
+                _exit(1);
+            int src = frame_send(fd, out.p, (size_t)len);
+            if (src == -EPIPE || src == -ECONNRESET)
+                _exit(0);
+            if (src < 0)
+                _exit(1);
         }
-        long len = htex_msg_end(&out);
-        if (len < 0)
-            _exit(1);
-        rc = frame_send(fd, out.p, (size_t)len);
-        if (rc == -EPIPE || rc == -ECONNRESET)
-            _exit(0);
-        if (rc < 0)
-            _exit(1);
+        frame_consume(&in, (size_t)n);
     }
 }
 

@@ -37,6 +37,8 @@
 #define MGR_SLEEP_IDLE_MAX_NS 20000000
 #define MGR_RECV_PER_TURN     64
 #define SLOT_POLL_NS          50000
+/* Tasks queued per local slot, so a slot that finishes finds its next. */
+#define LOCAL_DEPTH 4
 
 struct mtask {
     htex_task_t t;
@@ -76,6 +78,7 @@ struct mgr {
     pthread_cond_t cv;
     struct mtask *ready_head, *ready_tail;
     size_t nready;
+    size_t busy;             /* slots running a task */
     _Atomic bool ready_hint; /* nready > 0, read without the lock */
     int idle;
     bool stop;
@@ -235,6 +238,7 @@ static void *slot_main(void *arg)
         if (!m->ready_head)
             m->ready_tail = NULL;
         m->nready--;
+        m->busy++;
         atomic_store_explicit(&m->ready_hint, m->nready > 0,
                               memory_order_relaxed);
         pthread_mutex_unlock(&m->mu);
@@ -261,6 +265,7 @@ static void *slot_main(void *arg)
         mt->next = m->done_head;
         m->done_head = mt;
         m->ndone++;
+        m->busy--;
         atomic_store_explicit(&m->has_done, true, memory_order_release);
         if (atomic_load(&m->sleeping)) {
             uint64_t one = 1;
@@ -434,9 +439,8 @@ static void fail_unstarted(struct mgr *m)
                              "started (rank %d)",
                              m->o->rank);
             cparsl_value_clear(&mt->t.exec.result);
-            htex_msg_add_result(&m->out, mt->t.ticket,
-                                mt->t.exec.args.try_no, &mt->t.exec,
-                                m->o->rank, -1);
+            htex_msg_add_result(&m->out, mt->t.ticket, mt->t.exec.args.try_no,
+                                &mt->t.exec, m->o->rank, -1);
             task_put(m, mt);
             n++;
         }
@@ -555,34 +559,47 @@ static bool assign_downstream(struct mgr *m);
 /* Downstream ranks get what they asked for; local slots then get a
  * queue a few tasks deep each, so a slot that finishes takes its next task
  * without waiting for this loop to turn. */
+/* Queue pending tasks for local slots until 'limit' are queued. */
+static bool assign_local(struct mgr *m, size_t limit)
+{
+    if (!m->npend || m->o->nslots <= 0)
+        return false;
+    pthread_mutex_lock(&m->mu);
+    size_t n = 0;
+    while (m->npend && m->nready < limit) {
+        struct mtask *mt = pend_pop(m);
+        mt->next = NULL;
+        if (m->ready_tail)
+            m->ready_tail->next = mt;
+        else
+            m->ready_head = mt;
+        m->ready_tail = mt;
+        m->nready++;
+        n++;
+    }
+    if (n)
+        atomic_store_explicit(&m->ready_hint, true, memory_order_release);
+    if (n == 1)
+        pthread_cond_signal(&m->cv);
+    else if (n > 1)
+        pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    return n > 0;
+}
+
 static bool assign(struct mgr *m)
 {
     bool did = false;
+    /* A free slot here first: it saves the hop to another rank, which is
+     * what a lone task's round trip feels. */
+    pthread_mutex_lock(&m->mu);
+    size_t nbusy = m->busy;
+    pthread_mutex_unlock(&m->mu);
+    size_t free_here =
+        (size_t)m->o->nslots > nbusy ? (size_t)m->o->nslots - nbusy : 0;
+    did |= assign_local(m, free_here);
     did |= assign_downstream(m);
-    if (m->npend && m->o->nslots > 0) {
-        size_t depth = (size_t)m->o->nslots * 4;
-        pthread_mutex_lock(&m->mu);
-        size_t n = 0;
-        while (m->npend && m->nready < depth) {
-            struct mtask *mt = pend_pop(m);
-            mt->next = NULL;
-            if (m->ready_tail)
-                m->ready_tail->next = mt;
-            else
-                m->ready_head = mt;
-            m->ready_tail = mt;
-            m->nready++;
-            n++;
-        }
-        if (n)
-            atomic_store_explicit(&m->ready_hint, true, memory_order_release);
-        if (n == 1)
-            pthread_cond_signal(&m->cv);
-        else if (n > 1)
-            pthread_cond_broadcast(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        did |= n > 0;
-    }
+    did |= assign_local(m, (size_t)m->o->nslots * LOCAL_DEPTH);
     return did;
 }
 
