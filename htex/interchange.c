@@ -366,11 +366,72 @@ static void fail_batch(htex_ix_t *ix, cparsl_exec_t **v, size_t n, int rc,
     }
 }
 
-/* Send queued tries to managers that asked, front of the FIFO first. */
+/* Send up to k queued tries to manager m in one message.  Returns how many
+ * went (0 if the queue was empty or sending failed). */
+static size_t send_tasks(htex_ix_t *ix, int m, size_t k)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    cparsl_exec_t *batch[512];
+    uint64_t tickets[512];
+    if (k > ix->qlen)
+        k = ix->qlen;
+    if (k > ix->max_batch)
+        k = ix->max_batch;
+    if (k > sizeof batch / sizeof batch[0])
+        k = sizeof batch / sizeof batch[0];
+    if (k == 0)
+        return 0;
+    htex_msg_begin(&ix->out, HTEX_MSG_TASKS, 0);
+    int64_t now = cparsl_now_ns();
+    size_t n = 0;
+    for (; n < k; n++) {
+        cparsl_exec_t *e = ix->q[ix->qhead];
+        if (slot_take(ix, e, m, &tickets[n]) < 0)
+            break;
+        (void)q_pop(ix);
+        batch[n] = e;
+        e->t_dispatch = now;
+        htex_msg_add_task(&ix->out, tickets[n], e);
+    }
+    if (n == 0) {
+        cparsl_exec_t *e = q_pop(ix);
+        fail_batch(ix, &e, 1, -ENOMEM, "interchange: out of memory");
+        return 0;
+    }
+    long len = htex_msg_end(&ix->out);
+    int rc = len < 0 ? (int)len : send_buf(ix, g->ep, &ix->out, (size_t)len);
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            slot_release(ix, tickets[i]);
+        fail_batch(ix, batch, n, rc,
+                   "interchange: cannot send tasks to a manager");
+        return 0;
+    }
+    atomic_fetch_add(&ix->dispatched, n);
+    g->credit -= n;
+    g->held += n;
+    return n;
+}
+
+/*
+ * Send queued tries to managers that asked.  First every manager gets
+ * work for its free slots, so idle slots anywhere fill before any
+ * manager's prefetch window does (long tasks spread out); then the
+ * prefetch credit is served, front of the FIFO first.
+ */
 static bool dispatch(htex_ix_t *ix)
 {
     bool did = false;
-    cparsl_exec_t *batch[512];
+    for (size_t i = 0; i < ix->flen && ix->qlen; i++) {
+        int m = ix->fifo[(ix->fhead + i) % ix->nmgrs];
+        struct ix_mgr *g = &ix->mgrs[m];
+        if (g->bye || g->held >= g->slots)
+            continue;
+        size_t k = g->slots - g->held;
+        if (k > g->credit)
+            k = g->credit;
+        did |= send_tasks(ix, m, k) > 0;
+    }
     while (ix->qlen && ix->flen) {
         int m = fifo_front(ix);
         struct ix_mgr *g = &ix->mgrs[m];
@@ -378,44 +439,10 @@ static bool dispatch(htex_ix_t *ix)
             fifo_pop(ix);
             continue;
         }
-        size_t k = ix->qlen;
-        if (k > g->credit)
-            k = g->credit;
-        if (k > ix->max_batch)
-            k = ix->max_batch;
-        if (k > sizeof batch / sizeof batch[0])
-            k = sizeof batch / sizeof batch[0];
-        htex_msg_begin(&ix->out, HTEX_MSG_TASKS, 0);
-        int64_t now = cparsl_now_ns();
-        size_t n = 0;
-        uint64_t tickets[512];
-        for (; n < k; n++) {
-            cparsl_exec_t *e = ix->q[ix->qhead];
-            if (slot_take(ix, e, m, &tickets[n]) < 0)
-                break;
-            (void)q_pop(ix);
-            batch[n] = e;
-            e->t_dispatch = now;
-            htex_msg_add_task(&ix->out, tickets[n], e);
-        }
-        if (n == 0) {
-            cparsl_exec_t *e = q_pop(ix);
-            fail_batch(ix, &e, 1, -ENOMEM, "interchange: out of memory");
+        if (send_tasks(ix, m, g->credit) == 0 && ix->qlen) {
+            fifo_pop(ix); /* could not send: try the next manager */
             continue;
         }
-        long len = htex_msg_end(&ix->out);
-        int rc =
-            len < 0 ? (int)len : send_buf(ix, g->ep, &ix->out, (size_t)len);
-        if (rc < 0) {
-            for (size_t i = 0; i < n; i++)
-                slot_release(ix, tickets[i]);
-            fail_batch(ix, batch, n, rc,
-                       "interchange: cannot send tasks to a manager");
-            continue;
-        }
-        atomic_fetch_add(&ix->dispatched, n);
-        g->credit -= n;
-        g->held += n;
         if (g->credit == 0)
             fifo_pop(ix);
         did = true;
