@@ -1,6 +1,6 @@
 /*
  * child.c - isolated workers: the fork helper, the worker child's task
- * loop, and the slot side that hands a child one try at a time.
+ * loop, and the slot side that hands a child one try or a batch of them.
  *
  * Three kinds of process meet here (docs/workers.md has the picture):
  *
@@ -23,7 +23,9 @@
  * only async-signal-safe work until its loop starts.
  *
  * Frames on a child's socket are a u32 little-endian length and one wire
- * message (wire.h): TASKS with one record in, RESULTS with one record out.
+ * message (wire.h): TASKS with one record (htex_child_run) or a batch
+ * (htex_child_run_batch) in, then RESULTS with one record out per try,
+ * each sent before the next try starts.
  * Before the first frame the child sends an 8-byte hello: "HELO" and an
  * i32 status (0, or -errno when it could not pin itself).
  */
@@ -74,6 +76,8 @@ extern char **environ;
 /* Extra time for app kinds that enforce the walltime themselves (bash:
  * SIGTERM, 1 s of grace, SIGKILL), so their own, clearer error wins. */
 #define CHILD_KIND_GRACE_S 3.0
+/* htex_child_run_batch stops adding tasks to a message past this size. */
+#define CHILD_BATCH_BYTES (1u << 20)
 /* Walltimes beyond this (about 30 years) are taken as "none". */
 #define CHILD_WALLTIME_MAX 1e9
 
@@ -636,8 +640,7 @@ static void child_answer(htex_buf_t *out, htex_task_t *t, struct meter *m)
      * not be lost when we _exit. */
     fflush(NULL);
     htex_msg_begin(out, HTEX_MSG_RESULTS, 0);
-    htex_msg_add_result(out, t->ticket, t->exec.args.try_no, &t->exec, -1,
-                        -1);
+    htex_msg_add_result(out, t->ticket, t->exec.args.try_no, &t->exec, -1, -1);
     if (out->error < 0) {
         /* A result the wire cannot carry: say so instead. */
         int why = out->error;
@@ -1664,6 +1667,170 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
         child_fill_status(c, e);
         return e->error.code;
     }
+}
+
+/* The fields htex_child_run resets before a try. */
+static void exec_reset(cparsl_exec_t *e, int64_t t_start)
+{
+    cparsl_error_clear(&e->error);
+    e->exit_code = -1;
+    e->term_signal = 0;
+    e->cpu_s = -1;
+    e->maxrss_kib = -1;
+    e->t_start = t_start;
+    e->t_end = 0;
+}
+
+static bool batchable(const cparsl_exec_t *e)
+{
+    if (!e || e->walltime > 0)
+        return false;
+    const struct cparsl_app_kind *k =
+        e->args.app ? cparsl_app_kind_of(e->args.app) : NULL;
+    return !(k && (k->flags & CPARSL_APPKIND_WALLTIME));
+}
+
+/* When v[got] started, near enough: when the one before it ended. */
+static int64_t batch_start(cparsl_exec_t *const *v, size_t got, int64_t t_sent)
+{
+    return got && v[got - 1]->t_end > 0 ? v[got - 1]->t_end : t_sent;
+}
+
+/*
+ * Take the RESULTS frame of length len at the head of c->in for v[*got],
+ * v[*got + 1], ... (fewer than 'n' in all): its records must carry those
+ * indices as tickets.  Advances *got; false if the frame was malformed
+ * (then the child is killed and v[*got] failed, counted in *got).
+ */
+static bool child_take_results(htex_child_t *c, cparsl_exec_t *const *v,
+                               size_t n, size_t *got, long len, int64_t t_sent)
+{
+    htex_reader_t rd;
+    cparsl_error_t derr;
+    cparsl_error_clear(&derr);
+    int rc = htex_msg_open(&rd, c->in.p + 4, (size_t)len, &derr);
+    if (rc == 0 && (rd.hdr.type != HTEX_MSG_RESULTS || rd.hdr.count == 0 ||
+                    rd.hdr.count > n - *got))
+        rc = cparsl_error_set(&derr, CPARSL_EDECODE,
+                              "expected at most %zu RESULTS records, got %u "
+                              "%s record(s)",
+                              n - *got, rd.hdr.count,
+                              htex_msg_name(rd.hdr.type));
+    for (uint32_t k = 0; rc == 0 && k < rd.hdr.count; k++) {
+        cparsl_exec_t *e = v[*got];
+        uint64_t ticket;
+        int try_no, worker, slot;
+        /* Every result field comes from the record. */
+        rc = htex_msg_next_result(&rd, &ticket, &try_no, e, &worker, &slot,
+                                  &derr);
+        if (rc == 0 && ticket != *got) {
+            cparsl_value_clear(&e->result);
+            rc = cparsl_error_set(&derr, CPARSL_EDECODE,
+                                  "result for record %llu where record %zu "
+                                  "was due",
+                                  (unsigned long long)ticket, *got);
+        }
+        if (rc == 0)
+            ++*got;
+    }
+    frame_consume(&c->in, (size_t)len);
+    if (rc == 0)
+        return true;
+    cparsl_exec_t *e = v[*got];
+    child_kill(c);
+    exec_reset(e, batch_start(v, *got, t_sent));
+    e->t_end = real_ns();
+    cparsl_exec_fail(e, CPARSL_EWORKER,
+                     "worker process %ld sent a malformed result for app '%s' "
+                     "and was killed: %s",
+                     (long)c->pid, exec_app_name(e), derr.text);
+    ++*got;
+    return false;
+}
+
+int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
+                         size_t *done)
+{
+    *done = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!batchable(v[i]))
+            return -EINVAL;
+    if (n == 0)
+        return 0;
+    int64_t t0 = real_ns();
+    if (!htex_child_alive(c)) {
+        exec_reset(v[0], t0);
+        v[0]->t_end = t0;
+        *done = 1;
+        cparsl_exec_fail(v[0], CPARSL_EWORKER,
+                         "worker process %ld is not running (spawn a new "
+                         "one)",
+                         (long)htex_child_pid(c));
+        return 0;
+    }
+
+    /* Encode as many as fit in CHILD_BATCH_BYTES (at least one).  A try
+     * the wire cannot carry ends the batch before it; alone, it fails. */
+    size_t m = 0;
+    htex_msg_begin(&c->out, HTEX_MSG_TASKS, 0);
+    while (m < n && (m == 0 || c->out.len < CHILD_BATCH_BYTES) &&
+           htex_msg_add_task(&c->out, m, v[m]) == 0)
+        m++;
+    int why = c->out.error;
+    if (why < 0 && m > 0) {
+        htex_msg_begin(&c->out, HTEX_MSG_TASKS, 0);
+        for (size_t i = 0; i < m; i++)
+            htex_msg_add_task(&c->out, i, v[i]);
+    }
+    long len = m ? htex_msg_end(&c->out) : why;
+    if (len < 0) {
+        exec_reset(v[0], t0);
+        v[0]->t_end = real_ns();
+        *done = 1;
+        cparsl_exec_fail(v[0], (int)len,
+                         "cannot encode the task for app '%s': %s",
+                         exec_app_name(v[0]), cparsl_strerror((int)len));
+        return 0;
+    }
+    size_t got = 0;
+    int rc = frame_send(c->fd, c->out.p, (size_t)len);
+    while (rc == 0 && got < m) {
+        long fl = frame_ready(&c->in);
+        if (fl > 0) {
+            if (!child_take_results(c, v, m, &got, fl, t0))
+                break;
+            continue;
+        }
+        if (fl != -EAGAIN) {
+            cparsl_exec_t *e = v[got];
+            child_kill(c);
+            exec_reset(e, batch_start(v, got++, t0));
+            e->t_end = real_ns();
+            cparsl_exec_fail(e, CPARSL_EWORKER,
+                             "worker process %ld sent a malformed frame for "
+                             "app '%s' and was killed: %s",
+                             (long)c->pid, exec_app_name(e),
+                             cparsl_strerror(fl));
+            break;
+        }
+        int w = child_wait(c, 0);
+        ssize_t r = w < 0 ? w : frame_recv(c->fd, &c->in, MSG_DONTWAIT);
+        if (r > 0 || (r == -EAGAIN && w == 1))
+            continue;
+        rc = -1; /* the child is gone: v[got] was running */
+    }
+    if (rc != 0) {
+        cparsl_exec_t *e = v[got];
+        char what[128];
+        snprintf(what, sizeof what, "running app '%s'", exec_app_name(e));
+        exec_reset(e, batch_start(v, got, t0));
+        child_died(c, &e->error, what);
+        e->t_end = real_ns();
+        child_fill_status(c, e);
+        got++;
+    }
+    *done = got;
+    return 0;
 }
 
 void htex_child_destroy(htex_child_t *c)

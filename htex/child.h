@@ -24,7 +24,8 @@
  *     CPARSL_MANAGER_ID, CPARSL_BLOCK_ID and accelerator variables;
  *   - may be pinned to a CPU list;
  *   - talks to its slot over a socketpair with the messages of wire.h:
- *     one TASKS record in, one RESULTS record out;
+ *     one TASKS message in (one try, or a batch of tries without a
+ *     walltime), one RESULTS message with one record out per try;
  *   - reports the task's own peak memory (reset with /proc/self/clear_refs
  *     before each task, VmHWM after) and CPU time.
  */
@@ -71,6 +72,28 @@ int htex_child_spawn(const htex_child_opts_t *opts, htex_child_t **out,
  * Returns e->error.code.
  */
 int htex_child_run(htex_child_t *c, cparsl_exec_t *e);
+
+/*
+ * Run tries v[0..n) in the child, in order, with one TASKS message (the
+ * records' tickets are their indices); the child sends each result as it
+ * finishes, before it starts the next try, so a crash loses none.  Each
+ * finished exec's result fields are filled as htex_child_run fills them.
+ * For tries without a walltime only: every v[i] must have walltime 0 and
+ * an app whose kind does not enforce the walltime itself (-EINVAL, and
+ * nothing runs, otherwise).
+ *
+ * *done is how many of v, from the front, are finished: with a result,
+ * or failed.  If the child dies, the try it was running fails with
+ * -CPARSL_EWORKER as in htex_child_run, it is the last one counted, and
+ * htex_child_alive() is false.  The tries after *done were not started
+ * and their execs are untouched: run them again (with a new child if this
+ * one died).  That also happens, with the child alive, when the tries do
+ * not fit in one message of about 1 MiB, and when one cannot be encoded
+ * (it then fails alone, first of the next batch).  Returns 0, or -EINVAL
+ * as above.
+ */
+int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
+                         size_t *done);
 
 bool htex_child_alive(const htex_child_t *c);
 /* Between tasks: false if the child died or closed its socket while idle

@@ -39,6 +39,13 @@
 #define SLOT_POLL_NS          50000
 /* Tasks queued per local slot, so a slot that finishes finds its next. */
 #define LOCAL_DEPTH 4
+/* An isolated slot takes up to this many tasks without a walltime at once
+ * and runs them in one round trip to its child (and this many are queued
+ * per slot)... */
+#define SLOT_BATCH 16
+/* ...while its recent tasks took less than this each: behind a long task,
+ * the rest of a batch would wait while another slot may be free. */
+#define SLOT_BATCH_SHORT_NS 1000000
 
 struct mtask {
     htex_task_t t;
@@ -54,6 +61,7 @@ struct mslot {
     pthread_t th;
     bool started;
     htex_child_t *child;
+    size_t batch; /* how many tasks the next batch may take */
     /* in-rank walltime, under m->mu: the task running and its deadline */
     struct mtask *cur;
     int64_t deadline;
@@ -150,6 +158,33 @@ static struct mtask *pend_pop(struct mgr *m)
 /* ---- slots
  * ------------------------------------------------------------------- */
 
+/* A live child for s, or false with e failed when none can start. */
+static bool slot_child(struct mslot *s, cparsl_exec_t *e)
+{
+    struct mgr *m = s->m;
+    if (s->child && !htex_child_healthy(s->child)) {
+        htex_child_destroy(s->child); /* it died between tasks */
+        s->child = NULL;
+    }
+    if (!s->child) {
+        cparsl_error_t err;
+        htex_child_opts_t co = {
+            .env = (const char *const *)s->env,
+            .nenv = s->nenv,
+            .cpus = s->cpus,
+        };
+        if (htex_child_spawn(&co, &s->child, &err) < 0) {
+            s->child = NULL;
+            cparsl_error_set(&e->error, CPARSL_EWORKER,
+                             "rank %d slot %d: cannot start a worker "
+                             "process: %s",
+                             m->o->rank, s->idx, err.text);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void slot_run_task(struct mslot *s, struct mtask *mt)
 {
     struct mgr *m = s->m;
@@ -171,26 +206,8 @@ static void slot_run_task(struct mslot *s, struct mtask *mt)
         e->maxrss_kib = -1; /* a thread has no peak of its own */
         return;
     }
-    if (s->child && !htex_child_healthy(s->child)) {
-        htex_child_destroy(s->child); /* it died between tasks */
-        s->child = NULL;
-    }
-    if (!s->child) {
-        cparsl_error_t err;
-        htex_child_opts_t co = {
-            .env = (const char *const *)s->env,
-            .nenv = s->nenv,
-            .cpus = s->cpus,
-        };
-        if (htex_child_spawn(&co, &s->child, &err) < 0) {
-            s->child = NULL;
-            cparsl_error_set(&e->error, CPARSL_EWORKER,
-                             "rank %d slot %d: cannot start a worker "
-                             "process: %s",
-                             m->o->rank, s->idx, err.text);
-            return;
-        }
-    }
+    if (!slot_child(s, e))
+        return;
     htex_child_run(s->child, e);
     if (!htex_child_alive(s->child)) {
         htex_child_destroy(s->child);
@@ -202,6 +219,89 @@ static bool kind_enforces_walltime(const struct mtask *mt)
 {
     const struct cparsl_app_kind *k = cparsl_app_kind_of(mt->t.exec.args.app);
     return k && (k->flags & CPARSL_APPKIND_WALLTIME);
+}
+
+/* Whether a task may share a round trip to the child with others. */
+static bool batchable(const struct mtask *mt)
+{
+    return mt->t.exec.args.app && !(mt->t.exec.walltime > 0) &&
+           !kind_enforces_walltime(mt);
+}
+
+/* With m->mu held and a task ready: take it, and in an isolated slot as
+ * many batchable ones after it as s->batch and a fair share of the queue
+ * allow.  Returns how many are in b. */
+static size_t slot_take(struct mslot *s, struct mtask **b)
+{
+    struct mgr *m = s->m;
+    size_t want = 1;
+    if (m->o->isolation && batchable(m->ready_head)) {
+        size_t nslots = (size_t)m->o->nslots;
+        size_t share = (m->nready + nslots - 1) / nslots;
+        want = s->batch < share ? s->batch : share;
+    }
+    size_t n = 0;
+    do {
+        b[n++] = m->ready_head;
+        m->ready_head = m->ready_head->next;
+        m->nready--;
+    } while (n < want && m->ready_head && batchable(m->ready_head));
+    if (!m->ready_head)
+        m->ready_tail = NULL;
+    return n;
+}
+
+/* Run b[0..n) in s's child in one round trip.  Returns how many finished;
+ * the rest never started. */
+static size_t slot_run_batch(struct mslot *s, struct mtask **b, size_t n)
+{
+    cparsl_exec_t *v[SLOT_BATCH];
+    size_t done = 0;
+    for (size_t i = 0; i < n; i++)
+        v[i] = &b[i]->t.exec;
+    if (!slot_child(s, v[0]))
+        return 1;
+    if (htex_child_run_batch(s->child, v, n, &done) < 0 || done == 0) {
+        done = 1; /* cannot happen: slot_take checked them */
+        cparsl_error_set(&v[0]->error, CPARSL_EWORKER,
+                         "rank %d slot %d: the worker refused a batch",
+                         s->m->o->rank, s->idx);
+    }
+    if (!htex_child_alive(s->child)) {
+        htex_child_destroy(s->child);
+        s->child = NULL; /* a new one starts with the next task */
+    }
+    return done;
+}
+
+/* Batch while tasks are short (see SLOT_BATCH_SHORT_NS). */
+static void slot_adapt(struct mslot *s, struct mtask **b, size_t done)
+{
+    int64_t t = 0;
+    for (size_t i = 0; i < done; i++)
+        t += b[i]->t.exec.t_end - b[i]->t.exec.t_start;
+    if (t < (int64_t)done * SLOT_BATCH_SHORT_NS)
+        s->batch = s->batch * 2 < SLOT_BATCH ? s->batch * 2 : SLOT_BATCH;
+    else
+        s->batch = 1;
+}
+
+/* With m->mu held: tasks of a batch that never started go back to the
+ * front of the queue, in order. */
+static void slot_requeue(struct mgr *m, struct mtask **b, size_t n)
+{
+    if (!n)
+        return;
+    for (size_t i = n; i-- > 0;) {
+        b[i]->next = m->ready_head;
+        m->ready_head = b[i];
+        if (!m->ready_tail)
+            m->ready_tail = b[i];
+    }
+    m->nready += n;
+    atomic_store_explicit(&m->ready_hint, true, memory_order_release);
+    if (m->idle)
+        pthread_cond_signal(&m->cv);
 }
 
 static void *slot_main(void *arg)
@@ -233,11 +333,9 @@ static void *slot_main(void *arg)
         }
         if (!m->ready_head)
             break;
-        struct mtask *mt = m->ready_head;
-        m->ready_head = mt->next;
-        if (!m->ready_head)
-            m->ready_tail = NULL;
-        m->nready--;
+        struct mtask *b[SLOT_BATCH];
+        size_t nb = slot_take(s, b), done = 1;
+        struct mtask *mt = b[0];
         m->busy++;
         atomic_store_explicit(&m->ready_hint, m->nready > 0,
                               memory_order_relaxed);
@@ -253,8 +351,14 @@ static void *slot_main(void *arg)
             s->abandoned = false;
             pthread_mutex_unlock(&m->mu);
         }
-        slot_run_task(s, mt);
-        mt->t.exec.slot = s->idx;
+        if (nb > 1)
+            done = slot_run_batch(s, b, nb);
+        else
+            slot_run_task(s, mt);
+        if (m->o->isolation)
+            slot_adapt(s, b, done);
+        for (size_t i = 0; i < done; i++)
+            b[i]->t.exec.slot = s->idx;
 
         pthread_mutex_lock(&m->mu);
         if (watch) {
@@ -262,9 +366,12 @@ static void *slot_main(void *arg)
             s->cur = NULL;
             s->deadline = 0;
         }
-        mt->next = m->done_head;
-        m->done_head = mt;
-        m->ndone++;
+        for (size_t i = 0; i < done; i++) {
+            b[i]->next = m->done_head;
+            m->done_head = b[i];
+        }
+        m->ndone += done;
+        slot_requeue(m, b + done, nb - done);
         m->busy--;
         atomic_store_explicit(&m->has_done, true, memory_order_release);
         if (atomic_load(&m->sleeping)) {
@@ -308,6 +415,7 @@ static int slots_start(struct mgr *m, cparsl_error_t *err)
         struct mslot *s = &m->slots[i];
         s->m = m;
         s->idx = i;
+        s->batch = 1;
         int node_slot = o->slot_base + i;
         int rc;
         if (o->pin && (rc = htex_pin_cpus(o->pin, node_slot, o->node_slots,
@@ -554,7 +662,7 @@ static bool receive(struct mgr *m)
     return did;
 }
 
-static bool assign_downstream(struct mgr *m);
+static bool assign_downstream(struct mgr *m, bool free_only);
 
 /* Downstream ranks get what they asked for; local slots then get a
  * queue a few tasks deep each, so a slot that finishes takes its next task
@@ -598,22 +706,35 @@ static bool assign(struct mgr *m)
     size_t free_here =
         (size_t)m->o->nslots > nbusy ? (size_t)m->o->nslots - nbusy : 0;
     did |= assign_local(m, free_here);
-    did |= assign_downstream(m);
-    did |= assign_local(m, (size_t)m->o->nslots * LOCAL_DEPTH);
+    /* Then free slots on the other ranks, before anyone's prefetch: long
+     * tasks spread over idle slots instead of queueing on one rank. */
+    did |= assign_downstream(m, true);
+    did |= assign_downstream(m, false);
+    did |= assign_local(m, (size_t)m->o->nslots *
+                               (m->o->isolation ? SLOT_BATCH : LOCAL_DEPTH));
     return did;
 }
 
-static bool assign_downstream(struct mgr *m)
+static bool assign_downstream(struct mgr *m, bool free_only)
 {
     bool did = false;
     for (size_t i = 0; i < m->o->ndownstream && m->npend; i++) {
         struct mdown *d = &m->down[i];
         if (!d->credit || d->bye)
             continue;
+        size_t limit = d->credit;
+        if (free_only) {
+            size_t slots = (size_t)m->o->downstream_slots;
+            limit = d->held < slots ? slots - d->held : 0;
+            if (limit > d->credit)
+                limit = d->credit;
+            if (!limit)
+                continue;
+        }
         htex_msg_begin(&m->out, HTEX_MSG_TASKS, 0);
         struct mtask *sent = NULL;
         uint32_t n = 0;
-        while (m->npend && n < d->credit && n < m->o->max_batch) {
+        while (m->npend && n < limit && n < m->o->max_batch) {
             struct mtask *mt = pend_pop(m);
             htex_msg_add_task(&m->out, mt->t.ticket, &mt->t.exec);
             mt->next = sent;
@@ -861,6 +982,13 @@ out:
         slots_stop(m);
     while (m->pend_head)
         task_put(m, pend_pop(m));
+    /* Tries that ended after their walltime failed them (in-rank), and
+     * came back while the slots stopped: already reported. */
+    while (m->done_head) {
+        struct mtask *next = m->done_head->next;
+        task_put(m, m->done_head);
+        m->done_head = next;
+    }
     while (m->pool) {
         struct mtask *next = m->pool->next;
         htex_task_free(&m->pool->t);

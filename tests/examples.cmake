@@ -49,7 +49,7 @@ if(CPARSL_BASH AND CPARSL_MPI_TESTS)
       COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${ex}
               $<TARGET_FILE:${target}> ${extra})
     set_tests_properties(mpi.example.${ex} PROPERTIES TIMEOUT 180
-      LABELS mpi
+      LABELS mpi RUN_SERIAL TRUE
       ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
   endforeach()
 endif()

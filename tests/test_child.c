@@ -144,6 +144,22 @@ static int app_big(const cparsl_args_t *a, cparsl_value_t *r,
 }
 CPARSL_APP(big, app_big)
 
+/* Creates the file its argument names: proof that a try ran. */
+static int app_mark(const cparsl_args_t *a, cparsl_value_t *r,
+                    cparsl_error_t *err)
+{
+    const cparsl_value_t *v = cparsl_arg(a, 0);
+    if (!v || v->type != CPARSL_T_STRING)
+        return cparsl_error_set(err, CPARSL_EAPP, "mark needs a path");
+    int fd = open(v->u.str.p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return cparsl_error_set(err, -errno, "cannot create %s", v->u.str.p);
+    close(fd);
+    *r = cparsl_int(1);
+    return 0;
+}
+CPARSL_APP(mark, app_mark)
+
 /* The variables a worker must not see, must keep, and was given. */
 static const char *const env_names[] = {
     "OMPI_COMM_WORLD_SIZE",   "PMIX_RANK",
@@ -956,6 +972,285 @@ TEST_CASE(threads)
     }
 }
 
+/* ---- batches ------------------------------------------------------------- */
+
+/* Run v[0..n) in batches on *c, replacing a child that died, until every
+ * try is finished; returns how many batches it took. */
+static int run_all(htex_child_t **c, cparsl_exec_t **v, size_t n)
+{
+    int batches = 0;
+    size_t at = 0;
+    while (at < n) {
+        size_t done = 0;
+        int rc = htex_child_run_batch(*c, v + at, n - at, &done);
+        REQUIRE(rc == 0 && done >= 1 && done <= n - at, "batch: %d, %zu of %zu",
+                rc, done, n - at);
+        at += done;
+        batches++;
+        if (!htex_child_alive(*c)) {
+            htex_child_destroy(*c);
+            *c = spawn(NULL);
+        }
+    }
+    return batches;
+}
+
+/* A sentinel no result path writes. */
+#define UNTOUCHED_T 777
+
+static void mark_untouched(cparsl_exec_t *e)
+{
+    e->t_start = e->t_end = UNTOUCHED_T;
+    e->exit_code = 55;
+    e->term_signal = 66;
+    e->cpu_s = 7.5;
+    e->maxrss_kib = 88;
+}
+
+static bool is_untouched(const cparsl_exec_t *e)
+{
+    return e->t_start == UNTOUCHED_T && e->t_end == UNTOUCHED_T &&
+           e->exit_code == 55 && e->term_signal == 66 && e->cpu_s == 7.5 &&
+           e->maxrss_kib == 88 && e->error.code == 0 &&
+           e->result.type == CPARSL_T_NIL;
+}
+
+TEST_CASE(batch_roundtrip)
+{
+    enum { N = 100 };
+    if (!cparsl_app_find("late"))
+        REQUIRE(cparsl_app_register(&late_app) == 0, "register late");
+    htex_child_t *c = spawn(NULL);
+    pid_t pid = htex_child_pid(c);
+    job_t *jobs = calloc(N, sizeof *jobs);
+    cparsl_exec_t *v[N];
+    REQUIRE(jobs != NULL, "calloc");
+
+    /* Mostly adds, with an app failure, an unknown app, a string and the
+     * child's pid along the way. */
+    for (int i = 0; i < N; i++) {
+        const char *app = i == 10   ? "fail"
+                          : i == 20 ? "late"
+                          : i == 30 ? "echo"
+                          : i == 40 ? "pid"
+                                    : "add";
+        v[i] = job_init(&jobs[i], app);
+        if (i == 30) {
+            job_arg(&jobs[i], cparsl_str("batched string"));
+        } else if (i != 20 && i != 40) {
+            job_arg(&jobs[i], cparsl_int(i));
+            job_arg(&jobs[i], cparsl_int(1000 * i));
+        }
+        v[i]->args.try_no = i % 3;
+        mark_untouched(v[i]);
+    }
+    int64_t before = cparsl_now_ns();
+    size_t done = 0;
+    int rc = htex_child_run_batch(c, v, N, &done);
+    int64_t after = cparsl_now_ns();
+    CHECK(rc == 0 && done == N, "batch of %d: %d, done %zu", N, rc, done);
+    CHECK(htex_child_alive(c) && htex_child_pid(c) == pid, "same child");
+    for (int i = 0; i < N && i < (int)done; i++) {
+        cparsl_exec_t *e = v[i];
+        if (i == 10) {
+            CHECK(e->error.code == -CPARSL_EAPP &&
+                      strstr(e->error.text, "fail on purpose (x=10)"),
+                  "fail: %d %s", e->error.code, e->error.text);
+        } else if (i == 20) {
+            CHECK(e->error.code == -CPARSL_ENOAPP &&
+                      strstr(e->error.text, "no app 'late'"),
+                  "late: %d %s", e->error.code, e->error.text);
+        } else if (i == 30) {
+            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_STRING &&
+                      strcmp(e->result.u.str.p, "batched string") == 0,
+                  "echo: %d %s", e->error.code, e->error.text);
+        } else if (i == 40) {
+            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_INT &&
+                      e->result.u.i == pid,
+                  "pid in a batch");
+        } else {
+            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_INT &&
+                      e->result.u.i == 1001 * i,
+                  "add %d: %d %s", i, e->error.code, e->error.text);
+        }
+        CHECK(e->t_start >= before - 1000000 && e->t_end >= e->t_start &&
+                  e->t_end <= after + 1000000,
+              "task %d times %lld %lld", i, (long long)e->t_start,
+              (long long)e->t_end);
+        CHECK(i == 0 || e->t_start >= v[i - 1]->t_end, "task %d in order", i);
+        CHECK(e->exit_code == -1 && e->term_signal == 0, "task %d status", i);
+        if (i != 20) {
+            CHECK(e->cpu_s >= 0 && e->cpu_s < 1, "task %d cpu_s %g", i,
+                  e->cpu_s);
+            CHECK(e->maxrss_kib > 0 || e->maxrss_kib == -1,
+                  "task %d maxrss %lld", i, (long long)e->maxrss_kib);
+        }
+        cparsl_value_clear(&e->result);
+    }
+
+    /* The child goes on, one at a time and in batches. */
+    int64_t x = 0;
+    CHECK(run_int(c, "add", 2, 4, &x) == 0 && x == 8, "single after batch");
+    v[0] = job_init(&jobs[0], "add");
+    job_arg(&jobs[0], cparsl_int(3));
+    job_arg(&jobs[0], cparsl_int(4));
+    rc = htex_child_run_batch(c, v, 1, &done);
+    CHECK(rc == 0 && done == 1 && v[0]->error.code == 0 &&
+              v[0]->result.u.i == 7,
+          "batch of one: %d %zu %s", rc, done, v[0]->error.text);
+    rc = htex_child_run_batch(c, v, 0, &done);
+    CHECK(rc == 0 && done == 0, "empty batch: %d %zu", rc, done);
+
+    /* Tries bigger than a message's worth (1 MiB) come back in parts. */
+    size_t bign = 300u << 10;
+    char *big = malloc(bign);
+    REQUIRE(big != NULL, "malloc");
+    for (size_t i = 0; i < bign; i++)
+        big[i] = (char)(i * 13);
+    for (int i = 0; i < 10; i++) {
+        v[i] = job_init(&jobs[i], "echo");
+        job_arg(&jobs[i], cparsl_bytes(big, bign));
+    }
+    rc = htex_child_run_batch(c, v, 10, &done);
+    CHECK(rc == 0 && done >= 1 && done < 10, "first part: %d %zu", rc, done);
+    for (size_t i = done; i < 10; i++)
+        CHECK(v[i]->result.type == CPARSL_T_NIL, "%zu not run yet", i);
+    int parts = run_all(&c, v + done, 10 - done) + 1;
+    CHECK(parts >= 3, "10 x 300 KiB in %d parts", parts);
+    for (int i = 0; i < 10; i++) {
+        CHECK(v[i]->error.code == 0 && v[i]->result.type == CPARSL_T_BYTES &&
+                  v[i]->result.u.str.len == bign &&
+                  memcmp(v[i]->result.u.str.p, big, bign) == 0,
+              "big echo %d", i);
+        cparsl_value_clear(&v[i]->result);
+    }
+    free(big);
+    CHECK(htex_child_pid(c) == pid, "no new child was needed");
+    htex_child_destroy(c);
+    free(jobs);
+}
+
+static void batch_crash_one(const char *app, const char *expect, int sig,
+                            int code)
+{
+    enum { N = 10, AT = 4 };
+    char paths[N][96];
+    job_t jobs[N];
+    cparsl_exec_t *v[N];
+    htex_child_t *c = spawn(NULL);
+    pid_t pid = htex_child_pid(c);
+
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "/tmp/cparsl-test-batch-%ld-%d",
+                 (long)getpid(), i);
+        unlink(paths[i]);
+        v[i] = job_init(&jobs[i], i == AT ? app : "mark");
+        if (i != AT)
+            job_arg(&jobs[i], cparsl_str(paths[i]));
+        mark_untouched(v[i]);
+    }
+    size_t done = 99;
+    double t0 = now_s();
+    int rc = htex_child_run_batch(c, v, N, &done);
+    double dt = now_s() - t0;
+    CHECK(rc == 0 && done == AT + 1, "%s: %d, done %zu", app, rc, done);
+    CHECK(dt < 2.0, "noticed in %.3f s", dt);
+    CHECK(!htex_child_alive(c), "dead after a crash");
+    CHECK(pid_gone(pid), "pid %ld gone", (long)pid);
+    for (int i = 0; i < AT; i++)
+        CHECK(v[i]->error.code == 0 && v[i]->result.type == CPARSL_T_INT &&
+                  v[i]->result.u.i == 1 && v[i]->t_end >= v[i]->t_start &&
+                  v[i]->t_start > UNTOUCHED_T && v[i]->exit_code == -1 &&
+                  access(paths[i], F_OK) == 0,
+              "%s: result %d kept: %d %s", app, i, v[i]->error.code,
+              v[i]->error.text);
+
+    cparsl_exec_t *e = v[AT];
+    char want[256];
+    snprintf(want, sizeof want,
+             "worker process %ld died while running app '%s': %s", (long)pid,
+             app, expect);
+    CHECK(e->error.code == -CPARSL_EWORKER && strstr(e->error.text, want),
+          "text '%s', want '%s'", e->error.text, want);
+    CHECK(e->term_signal == sig, "term_signal %d", e->term_signal);
+    CHECK(sig || e->exit_code == code, "exit_code %d", e->exit_code);
+    CHECK(e->t_start >= v[AT - 1]->t_end && e->t_end >= e->t_start,
+          "crash times %lld %lld", (long long)e->t_start, (long long)e->t_end);
+    CHECK(e->result.type == CPARSL_T_NIL, "no result");
+    fprintf(stderr, "  batch: %s\n", e->error.text);
+
+    for (int i = AT + 1; i < N; i++) {
+        CHECK(is_untouched(v[i]), "%s: exec %d untouched", app, i);
+        CHECK(access(paths[i], F_OK) != 0, "%s: try %d did not run", app, i);
+    }
+
+    /* The dead child refuses a batch; a new one runs the rest. */
+    rc = htex_child_run_batch(c, v + AT + 1, N - AT - 1, &done);
+    CHECK(rc == 0 && done == 1 && v[AT + 1]->error.code == -CPARSL_EWORKER &&
+              strstr(v[AT + 1]->error.text, "not running"),
+          "batch on dead: %d %zu %s", rc, done, v[AT + 1]->error.text);
+    htex_child_destroy(c);
+    c = spawn(NULL);
+    rc = htex_child_run_batch(c, v + AT + 1, N - AT - 1, &done);
+    CHECK(rc == 0 && done == N - AT - 1, "the rest: %d %zu", rc, done);
+    for (int i = AT + 1; i < N; i++)
+        CHECK(v[i]->error.code == 0 && v[i]->result.u.i == 1 &&
+                  access(paths[i], F_OK) == 0,
+              "rest %d ran: %s", i, v[i]->error.text);
+    htex_child_destroy(c);
+    for (int i = 0; i < N; i++)
+        unlink(paths[i]);
+}
+
+TEST_CASE(batch_crash)
+{
+    batch_crash_one("segv", "killed by signal 11 (Segmentation fault)", SIGSEGV,
+                    0);
+    batch_crash_one("exit3", "exited with status 3 (the app called exit())", 0,
+                    3);
+}
+
+TEST_CASE(batch_rejects)
+{
+    htex_child_t *c = spawn(NULL);
+    char path[96];
+    snprintf(path, sizeof path, "/tmp/cparsl-test-batch-%ld-rej",
+             (long)getpid());
+    unlink(path);
+    job_t jobs[3];
+    cparsl_exec_t *v[3];
+    for (int i = 0; i < 3; i++) {
+        v[i] = job_init(&jobs[i], "mark");
+        job_arg(&jobs[i], cparsl_str(path));
+        mark_untouched(v[i]);
+    }
+
+    /* A walltime anywhere in the batch. */
+    v[2]->walltime = 5;
+    size_t done = 99;
+    int rc = htex_child_run_batch(c, v, 3, &done);
+    CHECK(rc == -EINVAL && done == 0, "walltime: %d %zu", rc, done);
+    v[2]->walltime = 0;
+
+    /* A kind that enforces walltimes itself, even with none set. */
+    job_t bj;
+    cparsl_exec_t *b = job_init(&bj, "bash_exit");
+    job_arg(&bj, cparsl_int(0));
+    cparsl_exec_t *w[2] = {v[0], b};
+    rc = htex_child_run_batch(c, w, 2, &done);
+    CHECK(rc == -EINVAL && done == 0, "bash kind: %d %zu", rc, done);
+    for (int i = 0; i < 3; i++)
+        CHECK(is_untouched(v[i]), "exec %d untouched", i);
+    CHECK(access(path, F_OK) != 0, "nothing ran");
+
+    /* The child is fine and runs a good batch. */
+    rc = htex_child_run_batch(c, v, 3, &done);
+    CHECK(rc == 0 && done == 3 && access(path, F_OK) == 0, "good: %d %zu", rc,
+          done);
+    unlink(path);
+    htex_child_destroy(c);
+}
+
 TEST_CASE(overhead)
 {
     long n = check_scale(10000);
@@ -979,6 +1274,21 @@ TEST_CASE(overhead)
         fails += cparsl_exec_run(e) != 0;
     }
     double inproc_us = (now_s() - t0) / (double)n * 1e6;
+
+    enum { B = 16 };
+    job_t bj[B];
+    cparsl_exec_t *v[B];
+    long nb = (n + B - 1) / B;
+    t0 = now_s();
+    for (long k = 0; k < nb; k++) {
+        size_t done = 0;
+        for (int i = 0; i < B; i++)
+            v[i] = job_init(&bj[i], "noop");
+        fails += htex_child_run_batch(c, v, B, &done) != 0 || done != B;
+        for (int i = 0; i < B; i++)
+            fails += v[i]->error.code != 0;
+    }
+    double batch_us = (now_s() - t0) / (double)(nb * B) * 1e6;
     CHECK(fails == 0, "%d failed", fails);
     htex_child_destroy(c);
 
@@ -990,20 +1300,31 @@ TEST_CASE(overhead)
     }
     double spawn_ms = (now_s() - t0) / (double)ns * 1e3;
     fprintf(stderr,
-            "  %ld no-op tasks: %.1f us per task through a child, %.2f us "
-            "in-process; spawn+destroy %.2f ms\n",
-            n, child_us, inproc_us, spawn_ms);
+            "  %ld no-op tasks: %.1f us per task through a child, %.1f us in "
+            "batches of %d, %.2f us in-process; spawn+destroy %.2f ms\n",
+            n, child_us, batch_us, B, inproc_us, spawn_ms);
 }
 
 static const check_case_t cases[] = {
-    TEST_ENTRY(roundtrip),    TEST_ENTRY(unknown_app),
-    TEST_ENTRY(crash_segv),   TEST_ENTRY(crash_abort),
-    TEST_ENTRY(crash_exit),   TEST_ENTRY(walltime),
-    TEST_ENTRY(maxrss),       TEST_ENTRY(environment),
-    TEST_ENTRY(pinning),      TEST_ENTRY(bash_in_child),
-    TEST_ENTRY(parent_death), TEST_ENTRY(direct_fork),
-    TEST_ENTRY(helper_rules), TEST_ENTRY(threads),
-    TEST_ENTRY(overhead),     {NULL, NULL},
+    TEST_ENTRY(roundtrip),
+    TEST_ENTRY(unknown_app),
+    TEST_ENTRY(crash_segv),
+    TEST_ENTRY(crash_abort),
+    TEST_ENTRY(crash_exit),
+    TEST_ENTRY(walltime),
+    TEST_ENTRY(maxrss),
+    TEST_ENTRY(environment),
+    TEST_ENTRY(pinning),
+    TEST_ENTRY(bash_in_child),
+    TEST_ENTRY(parent_death),
+    TEST_ENTRY(direct_fork),
+    TEST_ENTRY(helper_rules),
+    TEST_ENTRY(threads),
+    TEST_ENTRY(batch_roundtrip),
+    TEST_ENTRY(batch_crash),
+    TEST_ENTRY(batch_rejects),
+    TEST_ENTRY(overhead),
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)

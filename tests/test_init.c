@@ -600,9 +600,8 @@ static void expect_launch_fail(const char *var, const char *val,
     cparsl_error_t err;
     int rc = cparsl_init(NULL, NULL, cfg, &err);
     unsetenv(var);
-    CHECK(rc == -CPARSL_ELAUNCH && err.code == rc,
-          "%s=%s: rc %d (%s) %s", var, val, rc, cparsl_errname(rc),
-          err.text);
+    CHECK(rc == -CPARSL_ELAUNCH && err.code == rc, "%s=%s: rc %d (%s) %s", var,
+          val, rc, cparsl_errname(rc), err.text);
     CHECK(HAS(err.text, "key 'executors'"), "names the key: %s", err.text);
     CHECK(HAS(err.text, "MPI-capable executor"), "says why: %s", err.text);
     char n[64];
