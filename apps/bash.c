@@ -64,36 +64,6 @@ struct bash_proc {
     size_t tail_len;
 };
 
-/* Clocks are read here rather than through cparsl_now_ns() so that this
- * file depends on no core object but error.c and value.c. */
-static int64_t clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* strerror() may use a static buffer; these descriptions are constant. */
-static const char *errdesc(int errnum)
-{
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
-    const char *s = strerrordesc_np(errnum);
-    return s ? s : "unknown error";
-#else
-    return strerror(errnum);
-#endif
-}
-
-static const char *sigdesc(int sig)
-{
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
-    const char *s = sigdescr_np(sig);
-    return s ? s : "unknown signal";
-#else
-    return strsignal(sig);
-#endif
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -142,7 +112,7 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
                                 "'%s': %s",
                                 name,
                                 e->stdout_path ? e->stdout_path : "/dev/null",
-                                errdesc(errno));
+                                cparsl_strerror(errno));
 
     if (e->stderr_path != NULL) {
         /* One file for both streams must be one open file description,
@@ -156,7 +126,8 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
             return cparsl_exec_fail(e, -errno,
                                     "bash app '%s': cannot open stderr file "
                                     "'%s': %s",
-                                    name, e->stderr_path, errdesc(errno));
+                                    name, e->stderr_path,
+                                    cparsl_strerror(errno));
         struct stat st;
         p->err_start = fstat(p->err_fd, &st) == 0 ? st.st_size : 0;
         return 0;
@@ -167,21 +138,21 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
         return cparsl_exec_fail(e, -errno,
                                 "bash app '%s': cannot create the stderr "
                                 "pipe: %s",
-                                name, errdesc(errno));
+                                name, cparsl_strerror(errno));
     p->pipe_rd = above_stdio(fds[0]);
     p->err_fd = above_stdio(fds[1]);
     if (p->pipe_rd < 0 || p->err_fd < 0)
         return cparsl_exec_fail(e, -errno,
                                 "bash app '%s': cannot create the stderr "
                                 "pipe: %s",
-                                name, errdesc(errno));
+                                name, cparsl_strerror(errno));
     /* Only our end: the child's writes must block, not fail. */
     int fl = fcntl(p->pipe_rd, F_GETFL);
     if (fl < 0 || fcntl(p->pipe_rd, F_SETFL, fl | O_NONBLOCK) < 0)
         return cparsl_exec_fail(e, -errno,
                                 "bash app '%s': cannot set up the stderr "
                                 "pipe: %s",
-                                name, errdesc(errno));
+                                name, cparsl_strerror(errno));
     return 0;
 }
 
@@ -196,12 +167,12 @@ static int spawn_child(cparsl_exec_t *e, struct bash_proc *p, char *cmd)
     rc = posix_spawn_file_actions_init(&fa);
     if (rc != 0)
         return cparsl_exec_fail(e, -rc, "bash app '%s': %s", app_name(e),
-                                errdesc(rc));
+                                cparsl_strerror(rc));
     rc = posix_spawnattr_init(&attr);
     if (rc != 0) {
         posix_spawn_file_actions_destroy(&fa);
         return cparsl_exec_fail(e, -rc, "bash app '%s': %s", app_name(e),
-                                errdesc(rc));
+                                cparsl_strerror(rc));
     }
 
     sigemptyset(&none);
@@ -236,7 +207,7 @@ static int spawn_child(cparsl_exec_t *e, struct bash_proc *p, char *cmd)
         p->pid = -1;
         return cparsl_exec_fail(e, -rc,
                                 "bash app '%s': cannot spawn /bin/bash: %s",
-                                app_name(e), errdesc(rc));
+                                app_name(e), cparsl_strerror(rc));
     }
     return 0;
 }
@@ -279,7 +250,7 @@ static int wait_exit(struct bash_proc *p, int64_t deadline)
         int64_t wait_ns = -1;
 
         if (deadline > 0) {
-            wait_ns = deadline - clock_ns(CLOCK_MONOTONIC);
+            wait_ns = deadline - cparsl_mono_ns();
             if (wait_ns <= 0)
                 return 0;
         }
@@ -439,7 +410,7 @@ static int classify(cparsl_exec_t *e, struct bash_proc *p, int status)
         tn = stderr_tail(e, p, tail, sizeof tail);
         return fail_tail(e, CPARSL_ESIGNAL, tail, tn,
                          "bash app '%s' killed by signal %d (%s)", name, sig,
-                         sigdesc(sig));
+                         cparsl_strsignal(sig));
     }
     int code = WEXITSTATUS(status);
     if (code == 0) {
@@ -476,13 +447,13 @@ static int wait_child(cparsl_exec_t *e, struct bash_proc *p, int *status,
     int rc;
 
     if (e->walltime > 0 && e->walltime < BASH_WALLTIME_MAX)
-        deadline = clock_ns(CLOCK_MONOTONIC) + (int64_t)(e->walltime * 1e9);
+        deadline = cparsl_mono_ns() + (int64_t)(e->walltime * 1e9);
 
     rc = wait_exit(p, deadline);
     if (rc == 0) {
         *timed_out = true;
         kill(-p->pid, SIGTERM);
-        rc = wait_exit(p, clock_ns(CLOCK_MONOTONIC) + BASH_GRACE_NS);
+        rc = wait_exit(p, cparsl_mono_ns() + BASH_GRACE_NS);
         kill(-p->pid, SIGKILL);
     }
     if (p->pipe_rd >= 0)
@@ -498,7 +469,8 @@ static int wait_child(cparsl_exec_t *e, struct bash_proc *p, int *status,
                                 "status of pid %ld: %s (is SIGCHLD "
                                 "ignored, or does another thread reap "
                                 "every child?)",
-                                app_name(e), (long)p->pid, errdesc(-rrc));
+                                app_name(e), (long)p->pid,
+                                cparsl_strerror(-rrc));
     return 0;
 }
 
@@ -529,7 +501,7 @@ static int bash_run(cparsl_exec_t *e)
     if (open_streams(e, &p) < 0)
         goto out;
 
-    e->t_start = clock_ns(CLOCK_REALTIME);
+    e->t_start = cparsl_now_ns();
     if (spawn_child(e, &p, cmd) < 0)
         goto out;
     close_fd(&p.out_fd);
@@ -541,7 +513,7 @@ static int bash_run(cparsl_exec_t *e)
 #endif
 
     int rc = wait_child(e, &p, &status, &ru, &timed_out);
-    e->t_end = clock_ns(CLOCK_REALTIME);
+    e->t_end = cparsl_now_ns();
     if (rc < 0)
         goto out;
 

@@ -181,3 +181,13 @@ const char *cparsl_errname(int code)
     }
     return "UNKNOWN";
 }
+
+const char *cparsl_strsignal(int sig)
+{
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
+    const char *s = sigdescr_np(sig);
+    return s ? s : "unknown signal";
+#else
+    return strsignal(sig);
+#endif
+}

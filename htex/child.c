@@ -83,41 +83,6 @@ extern char **environ;
 
 /* ==== small helpers ===================================================== */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int64_t real_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* strerror() may use a static buffer; these descriptions are constant. */
-static const char *errdesc(int errnum)
-{
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
-    const char *s = strerrordesc_np(errnum);
-    return s ? s : "unknown error";
-#else
-    return strerror(errnum);
-#endif
-}
-
-static const char *sigdesc(int sig)
-{
-#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 32)
-    const char *s = sigdescr_np(sig);
-    return s ? s : "unknown signal";
-#else
-    return strsignal(sig);
-#endif
-}
-
 static void put_le32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v;
@@ -620,7 +585,7 @@ static void child_run_one(htex_task_t *t, struct meter *m)
     e->cpu_s = -1;
     e->maxrss_kib = -1;
     if (e->args.app == NULL) {
-        e->t_start = e->t_end = real_ns();
+        e->t_start = e->t_end = cparsl_now_ns();
         cparsl_exec_fail(e, CPARSL_ENOAPP,
                          "no app '%s' registered in this worker (does every "
                          "rank run the same build?)",
@@ -879,7 +844,8 @@ static void helper_spawn(int ctl, const struct hreq *rq, const char *data)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
         (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
-        helper_fail(&rp, -errno, "fork helper: socketpair: %s", errdesc(errno));
+        helper_fail(&rp, -errno, "fork helper: socketpair: %s",
+                    cparsl_strerror(errno));
         goto reply;
     }
     b.sock = sv[1];
@@ -889,7 +855,7 @@ static void helper_spawn(int ctl, const struct hreq *rq, const char *data)
         child_boot(&b);
     if (pid < 0) {
         helper_fail(&rp, -errno, "fork helper: cannot fork a worker: %s",
-                    errdesc(errno));
+                    cparsl_strerror(errno));
         goto reply;
     }
     rp.pid = pid;
@@ -907,7 +873,7 @@ reply:
  * a slot for the children it forked itself. */
 static int wait_own(pid_t pid, int64_t grace_ns, int *status)
 {
-    int64_t deadline = mono_ns() + grace_ns;
+    int64_t deadline = cparsl_mono_ns() + grace_ns;
     long backoff = 20000; /* ns */
     bool killed = false;
     for (;;) {
@@ -918,7 +884,7 @@ static int wait_own(pid_t pid, int64_t grace_ns, int *status)
             return -errno;
         if (r != 0 || killed)
             continue;
-        int64_t left = deadline - mono_ns();
+        int64_t left = deadline - cparsl_mono_ns();
         if (left <= 0) {
             kill(pid, SIGKILL);
             killed = true;
@@ -942,7 +908,7 @@ static void helper_wait(int ctl, const struct hreq *rq)
                  : -EINVAL;
     if (rc < 0)
         helper_fail(&rp, rc, "fork helper: cannot wait for process %ld: %s",
-                    (long)rq->pid, errdesc(-rc));
+                    (long)rq->pid, cparsl_strerror(-rc));
     rp.status = status;
     helper_reply(ctl, &rp, -1);
 }
@@ -1025,7 +991,7 @@ int htex_forkhelper_start(bool allow_threads, cparsl_error_t *err)
             rc = cparsl_error_set(err, n,
                                   "cannot count this process's threads in "
                                   "/proc/self/task: %s",
-                                  errdesc(-n));
+                                  cparsl_strerror(-n));
             goto out;
         }
         if (n > 1) {
@@ -1042,7 +1008,7 @@ int htex_forkhelper_start(bool allow_threads, cparsl_error_t *err)
         (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
         rc = cparsl_error_set(err, -errno,
                               "cannot create the fork helper's socket: %s",
-                              errdesc(errno));
+                              cparsl_strerror(errno));
         goto out;
     }
     /* Unwritten stdio buffers would be written again by every child that
@@ -1054,7 +1020,7 @@ int htex_forkhelper_start(bool allow_threads, cparsl_error_t *err)
         helper_main(sv[1], parent);
     if (pid < 0) {
         rc = cparsl_error_set(err, -errno, "cannot fork the worker helper: %s",
-                              errdesc(errno));
+                              cparsl_strerror(errno));
         goto out;
     }
     close_fd(&sv[1]);
@@ -1206,7 +1172,7 @@ static int child_wait(htex_child_t *c, int64_t deadline)
                                 {.fd = c->pidfd, .events = POLLIN}};
         struct timespec ts, *tsp = NULL;
         if (deadline > 0) {
-            int64_t left = deadline - mono_ns();
+            int64_t left = deadline - cparsl_mono_ns();
             if (left <= 0)
                 return 0;
             ts.tv_sec = (time_t)(left / 1000000000LL);
@@ -1252,10 +1218,10 @@ static void child_collect(htex_child_t *c, int64_t grace_ns)
     if (c->pidfd >= 0) {
         /* Wait here rather than in the helper, which serves every slot. */
         struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-        int64_t deadline = mono_ns() + grace_ns;
+        int64_t deadline = cparsl_mono_ns() + grace_ns;
         int r;
         do {
-            int64_t left = deadline - mono_ns();
+            int64_t left = deadline - cparsl_mono_ns();
             struct timespec ts = {(time_t)(left > 0 ? left / 1000000000LL : 0),
                                   (long)(left > 0 ? left % 1000000000LL : 0)};
             r = ppoll(&p, 1, &ts, NULL);
@@ -1295,10 +1261,10 @@ static void status_text(const htex_child_t *c, char *buf, size_t cap)
                  "is gone, or SIGCHLD is ignored)");
     } else if (WIFSIGNALED(c->status)) {
         int sig = WTERMSIG(c->status);
-        snprintf(buf, cap, "killed by signal %d (%s)%s%s", sig, sigdesc(sig),
-                 WCOREDUMP(c->status) ? ", core dumped" : "",
-                 sig == SIGKILL ? " (out of memory, or killed from outside?)"
-                                : "");
+        snprintf(
+            buf, cap, "killed by signal %d (%s)%s%s", sig,
+            cparsl_strsignal(sig), WCOREDUMP(c->status) ? ", core dumped" : "",
+            sig == SIGKILL ? " (out of memory, or killed from outside?)" : "");
     } else if (WIFEXITED(c->status)) {
         snprintf(buf, cap, "exited with status %d (the app called exit())",
                  WEXITSTATUS(c->status));
@@ -1348,7 +1314,7 @@ static void child_kill(htex_child_t *c)
 static int child_hello(htex_child_t *c, const htex_child_opts_t *opts,
                        cparsl_error_t *err)
 {
-    int64_t deadline = mono_ns() + CHILD_HELLO_NS;
+    int64_t deadline = cparsl_mono_ns() + CHILD_HELLO_NS;
     unsigned char buf[8];
     size_t got = 0;
     while (got < sizeof buf) {
@@ -1390,7 +1356,7 @@ static int child_hello(htex_child_t *c, const htex_child_opts_t *opts,
                                 "worker process %ld cannot pin itself to CPUs "
                                 "'%s': %s",
                                 (long)c->pid, opts->cpus ? opts->cpus : "",
-                                errdesc(-st));
+                                cparsl_strerror(-st));
     }
     return 0;
 }
@@ -1434,7 +1400,8 @@ static int spawn_via_helper(htex_child_t *c, const htex_child_opts_t *opts,
     if (rc < 0)
         return cparsl_error_set(err, rc == -ESRCH ? -ESRCH : rc,
                                 "cannot reach the worker fork helper: %s",
-                                rc == -EPIPE ? "it died" : errdesc(-rc));
+                                rc == -EPIPE ? "it died"
+                                             : cparsl_strerror(-rc));
     if (rp.rc < 0)
         return cparsl_error_set(err, rp.rc, "%s", rp.text);
     if (c->fd < 0) {
@@ -1474,7 +1441,7 @@ static int spawn_direct(htex_child_t *c, const htex_child_opts_t *opts,
         close_fd(&sv[1]);
         free(b.envp);
         return cparsl_error_set(err, -e, "cannot create a worker socket: %s",
-                                errdesc(e));
+                                cparsl_strerror(e));
     }
     b.sock = sv[1];
     b.parent = getpid();
@@ -1488,7 +1455,7 @@ static int spawn_direct(htex_child_t *c, const htex_child_opts_t *opts,
     if (pid < 0) {
         close_fd(&sv[0]);
         return cparsl_error_set(err, -e, "cannot fork a worker: %s",
-                                errdesc(e));
+                                cparsl_strerror(e));
     }
     c->pid = pid;
     c->fd = sv[0];
@@ -1596,7 +1563,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
     e->term_signal = 0;
     e->cpu_s = -1;
     e->maxrss_kib = -1;
-    e->t_start = real_ns();
+    e->t_start = cparsl_now_ns();
     e->t_end = 0;
     if (!htex_child_alive(c)) {
         e->t_end = e->t_start;
@@ -1610,7 +1577,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
     htex_msg_add_task(&c->out, 0, e);
     long len = htex_msg_end(&c->out);
     if (len < 0) {
-        e->t_end = real_ns();
+        e->t_end = cparsl_now_ns();
         return cparsl_exec_fail(e, (int)len,
                                 "cannot encode the task for app '%s': %s", name,
                                 cparsl_strerror((int)len));
@@ -1622,14 +1589,14 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
         const struct cparsl_app_kind *k = cparsl_app_kind_of(e->args.app);
         if (k && (k->flags & CPARSL_APPKIND_WALLTIME))
             wt += CHILD_KIND_GRACE_S;
-        deadline = mono_ns() + (int64_t)(wt * 1e9);
+        deadline = cparsl_mono_ns() + (int64_t)(wt * 1e9);
     }
     snprintf(what, sizeof what, "running app '%s'", name);
 
     int rc = frame_send(c->fd, c->out.p, (size_t)len);
     if (rc < 0) {
         child_died(c, &e->error, what);
-        e->t_end = real_ns();
+        e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
         return e->error.code;
     }
@@ -1640,7 +1607,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
             return child_take_result(c, e, n);
         if (n != -EAGAIN) {
             child_kill(c);
-            e->t_end = real_ns();
+            e->t_end = cparsl_now_ns();
             return cparsl_exec_fail(e, CPARSL_EWORKER,
                                     "worker process %ld sent a malformed "
                                     "frame for app '%s' and was killed: %s",
@@ -1649,7 +1616,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
         int w = child_wait(c, deadline);
         if (w == 0) {
             child_kill(c);
-            e->t_end = real_ns();
+            e->t_end = cparsl_now_ns();
             child_fill_status(c, e);
             return cparsl_exec_fail(e, CPARSL_EWALLTIME,
                                     "app '%s' exceeded its walltime of %g s; "
@@ -1663,7 +1630,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
             continue;
         /* EOF, a reset, or the process is gone with nothing more to say. */
         child_died(c, &e->error, what);
-        e->t_end = real_ns();
+        e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
         return e->error.code;
     }
@@ -1739,7 +1706,7 @@ static bool child_take_results(htex_child_t *c, cparsl_exec_t *const *v,
     cparsl_exec_t *e = v[*got];
     child_kill(c);
     exec_reset(e, batch_start(v, *got, t_sent));
-    e->t_end = real_ns();
+    e->t_end = cparsl_now_ns();
     cparsl_exec_fail(e, CPARSL_EWORKER,
                      "worker process %ld sent a malformed result for app '%s' "
                      "and was killed: %s",
@@ -1757,7 +1724,7 @@ int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
             return -EINVAL;
     if (n == 0)
         return 0;
-    int64_t t0 = real_ns();
+    int64_t t0 = cparsl_now_ns();
     if (!htex_child_alive(c)) {
         exec_reset(v[0], t0);
         v[0]->t_end = t0;
@@ -1785,7 +1752,7 @@ int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
     long len = m ? htex_msg_end(&c->out) : why;
     if (len < 0) {
         exec_reset(v[0], t0);
-        v[0]->t_end = real_ns();
+        v[0]->t_end = cparsl_now_ns();
         *done = 1;
         cparsl_exec_fail(v[0], (int)len,
                          "cannot encode the task for app '%s': %s",
@@ -1805,7 +1772,7 @@ int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
             cparsl_exec_t *e = v[got];
             child_kill(c);
             exec_reset(e, batch_start(v, got++, t0));
-            e->t_end = real_ns();
+            e->t_end = cparsl_now_ns();
             cparsl_exec_fail(e, CPARSL_EWORKER,
                              "worker process %ld sent a malformed frame for "
                              "app '%s' and was killed: %s",
@@ -1825,7 +1792,7 @@ int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
         snprintf(what, sizeof what, "running app '%s'", exec_app_name(e));
         exec_reset(e, batch_start(v, got, t0));
         child_died(c, &e->error, what);
-        e->t_end = real_ns();
+        e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
         got++;
     }

@@ -395,7 +395,7 @@ int htex_pin_cpus(const htex_pin_t *p, int slot, int nslots, char **out,
         return cparsl_error_set(err, -EINVAL, "pinning: bad policy %d",
                                 p->policy);
 
-    hwloc_topology_t t;
+    hwloc_topology_t t = NULL;
     int rc = topo_get(&t, err);
     if (rc < 0)
         return rc;
@@ -430,7 +430,7 @@ int htex_pin_bind_thread(const char *cpus, cparsl_error_t *err)
 {
     if (!cpus)
         return cparsl_error_set(err, -EINVAL, "binding thread: no CPU list");
-    hwloc_topology_t t;
+    hwloc_topology_t t = NULL;
     int rc = topo_get(&t, err);
     if (rc < 0)
         return rc;

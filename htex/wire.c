@@ -302,7 +302,7 @@ static int stream_mode_ok(int mode)
 int htex_msg_add_task(htex_buf_t *b, uint64_t ticket, const cparsl_exec_t *e)
 {
     const cparsl_args_t *a = &e->args;
-    size_t start;
+    size_t start = 0;
     int rc = rec_open(b, HTEX_MSG_TASKS, &start);
 
     if (rc < 0)
@@ -356,7 +356,7 @@ int htex_msg_add_result(htex_buf_t *b, uint64_t ticket, int try_no,
 {
     const cparsl_value_t nil = cparsl_nil();
     int code = e->error.code;
-    size_t start;
+    size_t start = 0;
     int rc = rec_open(b, HTEX_MSG_RESULTS, &start);
 
     if (rc < 0)
@@ -387,7 +387,7 @@ int htex_msg_add_result(htex_buf_t *b, uint64_t ticket, int try_no,
 int htex_msg_add_register(htex_buf_t *b, int rank, int node, uint32_t slots,
                           const char *host, const char *build)
 {
-    size_t start;
+    size_t start = 0;
     int rc = rec_open(b, HTEX_MSG_REGISTER, &start);
 
     if (rc < 0)

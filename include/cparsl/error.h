@@ -76,6 +76,10 @@ void cparsl_error_clear(cparsl_error_t *err);
  */
 const char *cparsl_strerror(int code);
 
+/* A constant description of a signal ("Segmentation fault"); never NULL
+ * and, unlike strsignal(), thread-safe. */
+const char *cparsl_strsignal(int sig);
+
 /* The name of a code, "CPARSL_EAPP" or "ETIMEDOUT"; never NULL. */
 const char *cparsl_errname(int code);
 
