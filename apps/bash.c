@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "bash.h"
+#include "fdutil.h"
 
 extern char **environ;
 
@@ -64,27 +65,6 @@ struct bash_proc {
     size_t tail_len;
 };
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-/* Keep our descriptors off 0-2: if the host closed its stdin, an fd we
- * open could be 0 and the child's file actions would clobber it. */
-static int above_stdio(int fd)
-{
-    if (fd < 0 || fd > 2)
-        return fd;
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return nfd;
-}
-
 static const char *app_name(const cparsl_exec_t *e)
 {
     const cparsl_app_t *app = e->args.app;
@@ -95,7 +75,7 @@ static int open_stream(const char *path, int mode)
 {
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY;
     flags |= mode == CPARSL_TRUNCATE ? O_TRUNC : O_APPEND;
-    return above_stdio(open(path, flags, 0644));
+    return cparsl__above_stdio(open(path, flags, 0644));
 }
 
 static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
@@ -105,7 +85,8 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
     if (e->stdout_path != NULL)
         p->out_fd = open_stream(e->stdout_path, e->stdout_mode);
     else
-        p->out_fd = above_stdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
+        p->out_fd =
+            cparsl__above_stdio(open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (p->out_fd < 0)
         return cparsl_exec_fail(e, -errno,
                                 "bash app '%s': cannot open stdout file "
@@ -119,7 +100,8 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
          * or two offsets would overwrite each other in truncate mode. */
         if (e->stdout_path != NULL &&
             strcmp(e->stdout_path, e->stderr_path) == 0)
-            p->err_fd = above_stdio(fcntl(p->out_fd, F_DUPFD_CLOEXEC, 3));
+            p->err_fd =
+                cparsl__above_stdio(fcntl(p->out_fd, F_DUPFD_CLOEXEC, 3));
         else
             p->err_fd = open_stream(e->stderr_path, e->stderr_mode);
         if (p->err_fd < 0)
@@ -139,8 +121,8 @@ static int open_streams(cparsl_exec_t *e, struct bash_proc *p)
                                 "bash app '%s': cannot create the stderr "
                                 "pipe: %s",
                                 name, cparsl_strerror(errno));
-    p->pipe_rd = above_stdio(fds[0]);
-    p->err_fd = above_stdio(fds[1]);
+    p->pipe_rd = cparsl__above_stdio(fds[0]);
+    p->err_fd = cparsl__above_stdio(fds[1]);
     if (p->pipe_rd < 0 || p->err_fd < 0)
         return cparsl_exec_fail(e, -errno,
                                 "bash app '%s': cannot create the stderr "
@@ -230,7 +212,7 @@ static void drain_pipe(struct bash_proc *p)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        close_fd(&p->pipe_rd); /* EOF, or an error we cannot fix */
+        cparsl__close_fd(&p->pipe_rd); /* EOF, or an error we cannot fix */
     }
 }
 
@@ -504,13 +486,10 @@ static int bash_run(cparsl_exec_t *e)
     e->t_start = cparsl_now_ns();
     if (spawn_child(e, &p, cmd) < 0)
         goto out;
-    close_fd(&p.out_fd);
-    close_fd(&p.err_fd); /* the pipe reaches EOF when the child's goes */
-#ifdef SYS_pidfd_open
-    p.pidfd = (int)syscall(SYS_pidfd_open, p.pid, 0);
-    if (p.pidfd >= 0)
-        p.pidfd = above_stdio(p.pidfd);
-#endif
+    cparsl__close_fd(&p.out_fd);
+    cparsl__close_fd(
+        &p.err_fd); /* the pipe reaches EOF when the child's goes */
+    p.pidfd = cparsl__open_pidfd(p.pid);
 
     int rc = wait_child(e, &p, &status, &ru, &timed_out);
     e->t_end = cparsl_now_ns();
@@ -534,10 +513,10 @@ static int bash_run(cparsl_exec_t *e)
         classify(e, &p, status);
 
 out:
-    close_fd(&p.pidfd);
-    close_fd(&p.pipe_rd);
-    close_fd(&p.out_fd);
-    close_fd(&p.err_fd);
+    cparsl__close_fd(&p.pidfd);
+    cparsl__close_fd(&p.pipe_rd);
+    cparsl__close_fd(&p.out_fd);
+    cparsl__close_fd(&p.err_fd);
     free(cmd);
     return e->error.code;
 }

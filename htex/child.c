@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "fdutil.h"
 #include "wire.h"
 
 extern char **environ;
@@ -95,38 +96,6 @@ static uint32_t get_le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
            (uint32_t)p[3] << 24;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-/* Keep our descriptors off 0-2: if the host closed stdin, a socket could
- * land on 0 and the child's own stdin setup would clobber it. */
-static int above_stdio(int fd)
-{
-    if (fd < 0 || fd > 2)
-        return fd;
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return nfd;
-}
-
-static int open_pidfd(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    return fd >= 0 ? above_stdio(fd) : -1;
-#else
-    (void)pid;
-    return -1;
-#endif
 }
 
 /* Close every descriptor from 'first' up; async-signal-safe. */
@@ -843,7 +812,8 @@ static void helper_spawn(int ctl, const struct hreq *rq, const char *data)
         goto reply;
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
-        (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
+        (sv[0] = cparsl__above_stdio(sv[0])) < 0 ||
+        (sv[1] = cparsl__above_stdio(sv[1])) < 0) {
         helper_fail(&rp, -errno, "fork helper: socketpair: %s",
                     cparsl_strerror(errno));
         goto reply;
@@ -859,11 +829,11 @@ static void helper_spawn(int ctl, const struct hreq *rq, const char *data)
         goto reply;
     }
     rp.pid = pid;
-    close_fd(&sv[1]);
+    cparsl__close_fd(&sv[1]);
 reply:
     helper_reply(ctl, &rp, rp.rc == 0 ? sv[0] : -1);
-    close_fd(&sv[0]);
-    close_fd(&sv[1]);
+    cparsl__close_fd(&sv[0]);
+    cparsl__close_fd(&sv[1]);
     free(b.envp);
     free(add);
 }
@@ -1005,7 +975,8 @@ int htex_forkhelper_start(bool allow_threads, cparsl_error_t *err)
         }
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0 ||
-        (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
+        (sv[0] = cparsl__above_stdio(sv[0])) < 0 ||
+        (sv[1] = cparsl__above_stdio(sv[1])) < 0) {
         rc = cparsl_error_set(err, -errno,
                               "cannot create the fork helper's socket: %s",
                               cparsl_strerror(errno));
@@ -1023,14 +994,14 @@ int htex_forkhelper_start(bool allow_threads, cparsl_error_t *err)
                               cparsl_strerror(errno));
         goto out;
     }
-    close_fd(&sv[1]);
+    cparsl__close_fd(&sv[1]);
     helper.pid = pid;
     helper.ctl = sv[0];
     helper.gen++;
     sv[0] = -1;
 out:
-    close_fd(&sv[0]);
-    close_fd(&sv[1]);
+    cparsl__close_fd(&sv[0]);
+    cparsl__close_fd(&sv[1]);
     pthread_mutex_unlock(&helper.mu);
     return rc;
 }
@@ -1038,7 +1009,7 @@ out:
 /* Called with helper.mu held. */
 static void helper_reap_locked(void)
 {
-    close_fd(&helper.ctl);
+    cparsl__close_fd(&helper.ctl);
     if (helper.pid > 0) {
         /* It leaves as soon as it reads EOF (a WAIT in progress is
          * bounded by its grace), and its children die with it. */
@@ -1111,7 +1082,7 @@ static int helper_call(unsigned gen, const struct hreq *rq, const void *data,
             int fd;
             memcpy(&fd, CMSG_DATA(cm), sizeof fd);
             if (fd_out && *fd_out < 0)
-                *fd_out = above_stdio(fd);
+                *fd_out = cparsl__above_stdio(fd);
             else
                 close(fd);
         }
@@ -1130,7 +1101,7 @@ out:
     }
     pthread_mutex_unlock(&helper.mu);
     if (rc < 0 && fd_out)
-        close_fd(fd_out);
+        cparsl__close_fd(fd_out);
     return rc;
 }
 
@@ -1249,7 +1220,7 @@ static void child_collect(htex_child_t *c, int64_t grace_ns)
     }
     c->reaped = true;
     c->status_ok = rc == 0;
-    close_fd(&c->pidfd);
+    cparsl__close_fd(&c->pidfd);
 }
 
 /* "killed by signal 11 (Segmentation fault)" or "exited with status 3". */
@@ -1288,7 +1259,7 @@ static int child_died(htex_child_t *c, cparsl_error_t *err, const char *what)
 {
     char why[160];
     c->alive = false;
-    close_fd(&c->fd);
+    cparsl__close_fd(&c->fd);
     child_collect(c, CHILD_DEATH_GRACE_NS);
     status_text(c, why, sizeof why);
     return cparsl_error_set(err, CPARSL_EWORKER,
@@ -1306,7 +1277,7 @@ static void child_kill(htex_child_t *c)
         kill(-c->pid, SIGKILL);
     }
     c->alive = false;
-    close_fd(&c->fd);
+    cparsl__close_fd(&c->fd);
     child_collect(c, CHILD_DEATH_GRACE_NS);
 }
 
@@ -1350,7 +1321,7 @@ static int child_hello(htex_child_t *c, const htex_child_opts_t *opts,
     }
     if (st < 0) {
         c->alive = false;
-        close_fd(&c->fd);
+        cparsl__close_fd(&c->fd);
         child_collect(c, CHILD_DEATH_GRACE_NS);
         return cparsl_error_set(err, st,
                                 "worker process %ld cannot pin itself to CPUs "
@@ -1435,10 +1406,11 @@ static int spawn_direct(htex_child_t *c, const htex_child_opts_t *opts,
     if (!b.envp)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
-        (sv[0] = above_stdio(sv[0])) < 0 || (sv[1] = above_stdio(sv[1])) < 0) {
+        (sv[0] = cparsl__above_stdio(sv[0])) < 0 ||
+        (sv[1] = cparsl__above_stdio(sv[1])) < 0) {
         int e = errno;
-        close_fd(&sv[0]);
-        close_fd(&sv[1]);
+        cparsl__close_fd(&sv[0]);
+        cparsl__close_fd(&sv[1]);
         free(b.envp);
         return cparsl_error_set(err, -e, "cannot create a worker socket: %s",
                                 cparsl_strerror(e));
@@ -1451,9 +1423,9 @@ static int spawn_direct(htex_child_t *c, const htex_child_opts_t *opts,
         child_boot(&b);
     int e = errno;
     free(b.envp);
-    close_fd(&sv[1]);
+    cparsl__close_fd(&sv[1]);
     if (pid < 0) {
-        close_fd(&sv[0]);
+        cparsl__close_fd(&sv[0]);
         return cparsl_error_set(err, -e, "cannot fork a worker: %s",
                                 cparsl_strerror(e));
     }
@@ -1494,7 +1466,7 @@ int htex_child_spawn(const htex_child_opts_t *opts, htex_child_t **out,
         return rc;
     }
     /* Safe against pid reuse: nobody reaps the child before we ask. */
-    c->pidfd = open_pidfd(c->pid);
+    c->pidfd = cparsl__open_pidfd(c->pid);
     c->alive = true;
     if ((rc = child_hello(c, opts, err)) < 0) {
         htex_child_destroy(c);
@@ -1805,9 +1777,9 @@ void htex_child_destroy(htex_child_t *c)
     if (!c)
         return;
     c->alive = false;
-    close_fd(&c->fd); /* an idle child reads EOF and leaves */
+    cparsl__close_fd(&c->fd); /* an idle child reads EOF and leaves */
     child_collect(c, CHILD_DESTROY_GRACE_NS);
-    close_fd(&c->pidfd);
+    cparsl__close_fd(&c->pidfd);
     frame_free(&c->in);
     htex_buf_free(&c->out);
     free(c);
