@@ -75,7 +75,7 @@ struct mdown {
     int ep;
     uint64_t credit;
     size_t held;
-    bool bye;
+    bool registered, bye;
 };
 
 struct mgr {
@@ -103,7 +103,7 @@ struct mgr {
     struct mtask *pool;
     size_t held, asked, capacity;
     struct mdown *down;
-    size_t down_bye;
+    size_t down_bye, down_registered;
     struct mslot *slots;
     htex_buf_t out;
     bool stopping;
@@ -615,6 +615,12 @@ static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
         return;
     }
     case HTEX_MSG_REGISTER:
+        if (!d->registered) {
+            d->registered = true;
+            m->down_registered++;
+        }
+        d->credit += r->hdr.want;
+        return;
     case HTEX_MSG_HEARTBEAT:
         d->credit += r->hdr.want;
         return;
@@ -898,6 +904,24 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     if ((rc = slots_start(m, err)) < 0)
         goto out;
 
+    /* A node's manager says hello only once its ranks have: the client
+     * then starts with every slot of the node known, so the first tasks
+     * spread over all of them. */
+    int64_t reg_t0 = cparsl_mono_ns();
+    while (m->down_registered < o->ndownstream) {
+        if (!receive(m)) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
+        if (cparsl_mono_ns() - reg_t0 > (int64_t)600 * 1000000000) {
+            rc = cparsl_error_set(err, -ETIMEDOUT,
+                                  "rank %d: %zu of %zu node ranks did not "
+                                  "register",
+                                  o->rank, o->ndownstream - m->down_registered,
+                                  o->ndownstream);
+            goto out;
+        }
+    }
     htex_msg_begin(&m->out, HTEX_MSG_REGISTER, 0);
     htex_msg_add_register(&m->out, o->rank, o->node, (uint32_t)m->capacity,
                           o->host ? o->host : "?", CPARSL_VERSION_STRING);
