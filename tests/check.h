@@ -44,8 +44,6 @@ static inline int check_done(void)
     return check__failed == 0 && check__passed > 0 ? 0 : 1;
 }
 
-#endif
-
 /*
  * Multi-case test programs: define cases with TEST_CASE(name) { ... } and
  * list them in a TEST_LIST; `prog NAME` runs one case (CTest registers
@@ -88,3 +86,5 @@ static inline long check_scale(long n)
     long k = s ? atol(s) : 1;
     return k > 1 ? (n / k > 0 ? n / k : 1) : n;
 }
+
+#endif

@@ -17,6 +17,8 @@
 #include <cparsl/plugin.h>
 
 #include "check.h"
+#define TEST_TMP_TAG "cparsl-bash"
+#include "cparsl_test.h"
 
 #define HAS(text, sub) (strstr((text), (sub)) != NULL)
 
@@ -104,55 +106,6 @@ CPARSL_BASH_APP(produce, "seq 1 {0} > {outputs[0]}")
 CPARSL_BASH_APP(many, "sleep 0.05; echo task-{0} > {outputs[0]}")
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char case_dir[64];
-
-static void enter_tmp(void)
-{
-    snprintf(case_dir, sizeof case_dir, "/tmp/cparsl-bash-XXXXXX");
-    REQUIRE(mkdtemp(case_dir) != NULL, "mkdtemp: %s", strerror(errno));
-    REQUIRE(chdir(case_dir) == 0, "chdir %s", case_dir);
-}
-
-static void leave_tmp(void)
-{
-    REQUIRE(chdir("/tmp") == 0, "chdir /tmp");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
-    CHECK(system(cmd) == 0, "cleanup of %s", case_dir);
-    case_dir[0] = '\0';
-}
-
-/* A case stopped by REQUIRE still removes its directory. */
-static void cleanup_at_exit(void)
-{
-    if (case_dir[0] && chdir("/tmp") == 0) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", case_dir);
-    }
-}
-
-static void init_yaml(const char *yaml)
-{
-    cparsl_config_t *cfg = NULL;
-    cparsl_error_t err;
-    if (yaml) {
-        int rc = cparsl_config_load_string(&cfg, yaml, "test.yaml", &err);
-        REQUIRE(rc == 0, "config: %s", err.text);
-    }
-    int rc = cparsl_init(NULL, NULL, cfg, &err);
-    cparsl_config_destroy(cfg);
-    REQUIRE(rc == CPARSL_CLIENT, "init: %d %s", rc, err.text);
-}
-
-static void finalize_ok(void)
-{
-    cparsl_error_t err;
-    int rc = cparsl_finalize(&err);
-    CHECK(rc == 0, "finalize: %d %s", rc, err.text);
-}
 
 /* The whole file into buf (NUL-terminated); its length, or -1. */
 static long read_file(const char *path, char *buf, size_t cap)

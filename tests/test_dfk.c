@@ -16,6 +16,7 @@
 #include <cparsl/plugin.h>
 
 #include "check.h"
+#include "cparsl_test.h"
 
 /* ---- apps ------------------------------------------------------------------
  */
@@ -198,34 +199,6 @@ static int app_counted(const cparsl_args_t *a, cparsl_value_t *r,
 CPARSL_APP(counted, app_counted, .cache = 1)
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void init_yaml(const char *yaml)
-{
-    cparsl_config_t *cfg = NULL;
-    cparsl_error_t err;
-    if (yaml) {
-        int rc = cparsl_config_load_string(&cfg, yaml, "test.yaml", &err);
-        REQUIRE(rc == 0, "config: %s", err.text);
-    }
-    int rc = cparsl_init(NULL, NULL, cfg, &err);
-    cparsl_config_destroy(cfg);
-    REQUIRE(rc == CPARSL_CLIENT, "init: %d %s", rc, err.text);
-}
-
-static void finalize_ok(void)
-{
-    cparsl_error_t err;
-    int rc = cparsl_finalize(&err);
-    CHECK(rc == 0, "finalize: %d %s", rc, err.text);
-}
-
-static int64_t get_int(cparsl_future_t *f)
-{
-    int64_t v = -999;
-    int rc = cparsl_future_get_int(f, &v);
-    CHECK(rc == 0, "get_int: %d %s", rc, cparsl_future_errstr(f));
-    return v;
-}
 
 /* ---- cases
  * ------------------------------------------------------------------- */
@@ -946,9 +919,9 @@ static const check_case_t cases[] = {
 
 int main(int argc, char **argv)
 {
-    /* Each case makes its own run dir; keep them out of the source tree. */
-    char dir[] = "/tmp/cparsl-test-XXXXXX";
-    if (mkdtemp(dir) && chdir(dir) != 0)
-        return 2;
+    /* Each case makes its own run dir: keep them out of the source tree,
+     * in a directory removed at exit. */
+    atexit(cleanup_at_exit);
+    enter_tmp();
     return check_main(argc, argv, cases);
 }

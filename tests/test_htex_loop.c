@@ -25,6 +25,7 @@
 #include <cparsl/plugin.h>
 
 #include "check.h"
+#include "cparsl_test.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HL_ASAN 1
@@ -294,32 +295,6 @@ static int join_fib(const cparsl_args_t *a, cparsl_join_t *ret,
 CPARSL_JOIN_APP(fib, join_fib)
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void init_yaml(const char *yaml)
-{
-    cparsl_config_t *cfg = NULL;
-    cparsl_error_t err;
-    int rc = cparsl_config_load_string(&cfg, yaml, "test.yaml", &err);
-    REQUIRE(rc == 0, "config: %s", err.text);
-    rc = cparsl_init(NULL, NULL, cfg, &err);
-    cparsl_config_destroy(cfg);
-    REQUIRE(rc == CPARSL_CLIENT, "init: %d %s", rc, err.text);
-}
-
-static void finalize_ok(void)
-{
-    cparsl_error_t err;
-    int rc = cparsl_finalize(&err);
-    CHECK(rc == 0, "finalize: %d %s", rc, err.text);
-}
-
-static int64_t get_int(cparsl_future_t *f)
-{
-    int64_t v = -999;
-    int rc = cparsl_future_get_int(f, &v);
-    CHECK(rc == 0, "get_int: %d %s", rc, cparsl_future_errstr(f));
-    return v;
-}
 
 static double secs_since(int64_t t0)
 {

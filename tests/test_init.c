@@ -17,6 +17,9 @@
 #include <cparsl/cparsl.h>
 
 #include "check.h"
+#define TEST_TMP_TAG "cparsl-init"
+#define TEST_NO_DFK_HELPERS
+#include "cparsl_test.h"
 
 #define HAS(text, sub) (strstr((text), (sub)) != NULL)
 
@@ -47,37 +50,6 @@ static int app_flaky(const cparsl_args_t *a, cparsl_value_t *r,
 CPARSL_APP(flaky, app_flaky)
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char case_dir[64];
-
-/* A fresh temporary directory as the cwd of this case. */
-static void enter_tmp(void)
-{
-    snprintf(case_dir, sizeof case_dir, "/tmp/cparsl-init-XXXXXX");
-    REQUIRE(mkdtemp(case_dir) != NULL, "mkdtemp: %s", strerror(errno));
-    REQUIRE(chdir(case_dir) == 0, "chdir %s", case_dir);
-}
-
-static void leave_tmp(void)
-{
-    CHECK(!cparsl_initialized(), "case left cparsl running");
-    REQUIRE(chdir("/tmp") == 0, "chdir /tmp");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
-    CHECK(system(cmd) == 0, "cleanup of %s", case_dir);
-    case_dir[0] = '\0';
-}
-
-/* A case stopped by REQUIRE still removes its directory. */
-static void cleanup_at_exit(void)
-{
-    if (case_dir[0] && chdir("/tmp") == 0) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", case_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", case_dir);
-    }
-}
 
 static void write_file(const char *path, const char *text)
 {
