@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "internal.h"
@@ -29,6 +30,16 @@ cparsl__dfk_t *cparsl__dfk;
 
 /* How long the DFK thread polls for new work before it sleeps. */
 #define DFK_POLL_NS 50000
+/* With an executor to poll, the DFK sleeps in steps from SLEEP_MIN up to
+ * SLEEP_MAX, and up to SLEEP_IDLE_MAX after a second of quiet: messages
+ * from the network have no descriptor to wake it (DESIGN.md). */
+#define DFK_SLEEP_MIN_NS      10000
+#define DFK_SLEEP_MAX_NS      1000000
+#define DFK_IDLE_LONG_NS      1000000000
+#define DFK_SLEEP_IDLE_MAX_NS 20000000
+/* ...and up to this with no task out at all: only heartbeats come then,
+ * and a submission wakes the DFK at once. */
+#define DFK_SLEEP_EMPTY_MAX_NS 200000000
 
 static const char *const state_names[CPARSL_STATE_COUNT] = {
     [CPARSL_UNSCHED] = "unsched",
@@ -887,9 +898,53 @@ void cparsl__dfk_post(cparsl__dfk_t *d, cparsl__task_t *t, int event)
         pthread_cond_signal(&d->cv);
 }
 
+/* Let the executors that want it do their work on this thread. */
+static bool poll_executors(cparsl__dfk_t *d)
+{
+    bool did = false;
+    for (size_t i = 0; i < d->nexecutors; i++) {
+        cparsl_executor_t *ex = d->executors[i];
+        if (ex->ops->poll && ex->ops->poll(ex) > 0)
+            did = true;
+    }
+    return did;
+}
+
+static bool none_outstanding(cparsl__dfk_t *d)
+{
+    for (size_t i = 0; i < d->nexecutors; i++) {
+        cparsl_executor_t *ex = d->executors[i];
+        if (ex->ops->poll && ex->ops->outstanding(ex) > 0)
+            return false;
+    }
+    return true;
+}
+
+static bool any_polled(const cparsl__dfk_t *d)
+{
+    for (size_t i = 0; i < d->nexecutors; i++)
+        if (d->executors[i]->ops->poll)
+            return true;
+    return false;
+}
+
+/* With d->mu held: sleep until posted to, or for at most ns. */
+static void sleep_timed(cparsl__dfk_t *d, int64_t ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t abs = ts.tv_sec * 1000000000ll + ts.tv_nsec + ns;
+    ts.tv_sec = abs / 1000000000ll;
+    ts.tv_nsec = abs % 1000000000ll;
+    d->sleeping = true;
+    pthread_cond_timedwait(&d->cv, &d->mu, &ts);
+    d->sleeping = false;
+}
+
 static cparsl__task_t *take_batch(cparsl__dfk_t *d)
 {
-    int64_t start = 0;
+    bool polled = any_polled(d);
+    int64_t start = 0, quiet_since = 0, sleep_ns = DFK_SLEEP_MIN_NS;
     for (;;) {
         if (atomic_load_explicit(&d->has_work, memory_order_acquire)) {
             pthread_mutex_lock(&d->mu);
@@ -902,11 +957,33 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
         }
         if (d->stop || d->check_req || atomic_load(&d->flush_req))
             return NULL;
+        if (polled && poll_executors(d)) {
+            start = quiet_since = 0;
+            sleep_ns = DFK_SLEEP_MIN_NS;
+            continue;
+        }
         int64_t now = cparsl_mono_ns();
         if (!start)
             start = now;
         if (now - start < DFK_POLL_NS) {
             sched_yield();
+            continue;
+        }
+        if (polled) {
+            if (!quiet_since)
+                quiet_since = now;
+            int64_t cap = DFK_SLEEP_MAX_NS;
+            if (now - quiet_since > DFK_IDLE_LONG_NS)
+                cap = none_outstanding(d) ? DFK_SLEEP_EMPTY_MAX_NS
+                                          : DFK_SLEEP_IDLE_MAX_NS;
+            if (sleep_ns > cap)
+                sleep_ns = cap;
+            pthread_mutex_lock(&d->mu);
+            if (!d->in_head && !d->stop && !d->check_req &&
+                !atomic_load(&d->flush_req))
+                sleep_timed(d, sleep_ns);
+            pthread_mutex_unlock(&d->mu);
+            sleep_ns *= 2;
             continue;
         }
         pthread_mutex_lock(&d->mu);
@@ -924,6 +1001,8 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
 static void *dfk_main(void *arg)
 {
     cparsl__dfk_t *d = arg;
+    if (any_polled(d))
+        prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* short sleeps stay short */
     for (;;) {
         cparsl__task_t *t = take_batch(d);
         while (t) {
@@ -936,6 +1015,9 @@ static void *dfk_main(void *arg)
             t = next;
         }
         flush_launches(d);
+        /* Under load the queue is never empty: send what was launched and
+         * take in results here too. */
+        poll_executors(d);
         /* Launch failures come back through the queue; nothing else to
          * drain here.  Hand back the tasks we let go of. */
         for (size_t i = 0; i < releases.n; i++)
@@ -968,7 +1050,11 @@ static void *dfk_main(void *arg)
 int cparsl__dfk_start(cparsl__dfk_t *d, cparsl_error_t *err)
 {
     pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&d->idle_cv, NULL);
     pthread_cond_init(&d->check_cv, NULL);
     d->batches = calloc(d->nexecutors ? d->nexecutors : 1, sizeof *d->batches);

@@ -15,6 +15,7 @@
  * MPI; otherwise they are forked directly (see htex/child.h).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,9 @@ struct xs {
     /* run */
     bool mpi_inited_by_us;
     cparsl_transport_t *t;
+    /* The DFK thread turns the interchange (xs_poll) while finalize's
+     * thread shuts it down: ix_mu keeps it alive across each use. */
+    pthread_mutex_t ix_mu;
     htex_ix_t *ix;
     int rank, size;
 };
@@ -170,6 +174,12 @@ static int mpi_start(struct xs *x, cparsl_error_t *err)
                                 "per process");
     MPI_Initialized(&inited);
     if (!inited) {
+        /* Open MPI yields the CPU inside every empty poll when it sees more
+         * ranks than cores (mpi_yield_when_idle), which made each probe of
+         * a 3-rank pilot on 2 cores cost a context switch (3x the round
+         * trip).  cparsl does its own polling and backoff; a value the
+         * user set wins. */
+        setenv("OMPI_MCA_mpi_yield_when_idle", "0", 0);
         if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) !=
             MPI_SUCCESS)
             return cparsl_error_set(err, CPARSL_ETRANSPORT,
@@ -181,8 +191,8 @@ static int mpi_start(struct xs *x, cparsl_error_t *err)
     if (provided < MPI_THREAD_MULTIPLE)
         return cparsl_error_set(err, CPARSL_ETRANSPORT,
                                 "extreme_scale needs MPI_THREAD_MULTIPLE "
-                                "(the interchange calls MPI from its own "
-                                "thread), but MPI provides level %d%s",
+                                "(the DFK thread and the managers' threads "
+                                "call MPI), but MPI provides level %d%s",
                                 provided,
                                 inited ? "; initialize MPI with "
                                          "MPI_Init_thread(..., "
@@ -276,11 +286,13 @@ static int xs_configure(const cparsl_cnode_t *node,
         free(x);
         return rc;
     }
+    pthread_mutex_init(&x->ix_mu, NULL);
     x->manager_log_level -= 1; /* "none" -> -1, "error" -> 0, ... */
     x->isolation = iso == 0;
     x->launch = *launch;
     if (launch->size < 2) {
         htex_pin_free(&x->pin);
+        pthread_mutex_destroy(&x->ix_mu);
         free(x);
         return cparsl_error_set(
             err, CPARSL_ELAUNCH,
@@ -290,6 +302,16 @@ static int xs_configure(const cparsl_cnode_t *node,
     }
     *out = &x->base;
     return 0;
+}
+
+/* The interchange has stopped: let it go, out of the DFK thread's way. */
+static void drop_ix(struct xs *x)
+{
+    pthread_mutex_lock(&x->ix_mu);
+    htex_ix_t *ix = x->ix;
+    x->ix = NULL;
+    pthread_mutex_unlock(&x->ix_mu);
+    htex_ix_destroy(ix);
 }
 
 /* Rank 0: MPI, the transport and the interchange. */
@@ -314,6 +336,7 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
         .nmanagers = (size_t)L.nmanagers,
         .max_batch = (uint32_t)x->max_batch,
         .heartbeat_threshold = x->heartbeat_threshold,
+        .driven = true, /* by the DFK thread: see xs_poll */
     };
     if ((rc = htex_ix_create(x->t, &io, &x->ix, err)) < 0 ||
         (rc = htex_ix_start(x->ix, err)) < 0)
@@ -337,10 +360,8 @@ out:
     if (rc < 0) {
         if (x->ix) {
             cparsl_error_t e2;
-            if (htex_ix_shutdown(x->ix, 5, &e2) == 0) {
-                htex_ix_destroy(x->ix);
-                x->ix = NULL;
-            }
+            if (htex_ix_shutdown(x->ix, 5, &e2) == 0)
+                drop_ix(x);
         }
         if (!x->ix)
             mpi_stop(x);
@@ -415,19 +436,37 @@ static int xs_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
-    return x->ix ? htex_ix_submit(x->ix, batch, n) : -CPARSL_ESHUTDOWN;
+    pthread_mutex_lock(&x->ix_mu);
+    int rc = x->ix ? htex_ix_submit(x->ix, batch, n) : -CPARSL_ESHUTDOWN;
+    pthread_mutex_unlock(&x->ix_mu);
+    return rc;
+}
+
+static int xs_poll(cparsl_executor_t *ex)
+{
+    struct xs *x = cparsl_container_of(ex, struct xs, base);
+    pthread_mutex_lock(&x->ix_mu);
+    int rc = x->ix ? htex_ix_poll(x->ix) : 0;
+    pthread_mutex_unlock(&x->ix_mu);
+    return rc;
 }
 
 static size_t xs_outstanding(cparsl_executor_t *ex)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
-    return x->ix ? htex_ix_outstanding(x->ix) : 0;
+    pthread_mutex_lock(&x->ix_mu);
+    size_t n = x->ix ? htex_ix_outstanding(x->ix) : 0;
+    pthread_mutex_unlock(&x->ix_mu);
+    return n;
 }
 
 static size_t xs_capacity(cparsl_executor_t *ex)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
-    return x->ix ? htex_ix_capacity(x->ix) : 0;
+    pthread_mutex_lock(&x->ix_mu);
+    size_t n = x->ix ? htex_ix_capacity(x->ix) : 0;
+    pthread_mutex_unlock(&x->ix_mu);
+    return n;
 }
 
 /* A signal asked the run to stop: queued tries fail, managers finish what
@@ -435,8 +474,10 @@ static size_t xs_capacity(cparsl_executor_t *ex)
 static int xs_drain(cparsl_executor_t *ex)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
+    pthread_mutex_lock(&x->ix_mu);
     if (x->ix)
         htex_ix_begin_shutdown(x->ix);
+    pthread_mutex_unlock(&x->ix_mu);
     return 0;
 }
 
@@ -444,12 +485,11 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
     int rc = 0;
+    /* Only this thread sets x->ix, so reading it here needs no lock. */
     if (x->ix) {
         rc = htex_ix_shutdown(x->ix, 60, err);
-        if (rc == 0) {
-            htex_ix_destroy(x->ix);
-            x->ix = NULL;
-        }
+        if (rc == 0)
+            drop_ix(x);
     }
     if (htex_forkhelper_running())
         htex_forkhelper_stop();
@@ -464,6 +504,7 @@ static void xs_destroy(cparsl_executor_t *ex)
     if (x->ix)
         return; /* its thread could not be stopped: leave it */
     htex_pin_free(&x->pin);
+    pthread_mutex_destroy(&x->ix_mu);
     free(x);
 }
 
@@ -482,4 +523,5 @@ const struct cparsl_executor_ops cparsl_extreme_scale_ops = {
     .shutdown = xs_shutdown,
     .destroy = xs_destroy,
     .serve = xs_serve,
+    .poll = xs_poll,
 };

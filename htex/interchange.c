@@ -1,13 +1,22 @@
 /*
  * interchange.c - the htex interchange (see interchange.h).
  *
- * One thread owns the transport, the task queue, the table of tries in
- * flight and the manager registry; the DFK reaches it only through a
- * mutex-protected inbox and an eventfd doorbell.  The loop turns: take the
- * inbox, receive (bounded), dispatch to managers that asked for work,
- * progress sends; with nothing to do it polls briefly, then sleeps with
- * growing backoff on the doorbell, so an idle client costs no CPU while a
- * new submission still wakes it at once.
+ * One thread at a time owns the transport, the task queue, the table of
+ * tries in flight and the manager registry.  A turn: take new tries,
+ * receive (bounded), dispatch to managers that asked for work, progress
+ * sends.
+ *
+ * Threaded: a thread of its own turns the loop; the DFK reaches it only
+ * through a mutex-protected inbox and an eventfd doorbell.  With nothing
+ * to do it polls briefly, then sleeps with growing backoff on the
+ * doorbell, so an idle client costs no CPU while a new submission still
+ * wakes it at once.
+ *
+ * Driven: no thread; whoever calls htex_ix_poll turns it (the DFK
+ * thread, between its batches), and submissions go straight into the
+ * queue.  That saves a thread hand-off each way, which on a few cores
+ * shared by many ranks is most of a round trip.  Turns are serialised by
+ * turn_mu, so start-up and shutdown can turn it from another thread.
  */
 #include <errno.h>
 #include <poll.h>
@@ -60,7 +69,9 @@ struct ix_slot {
 struct htex_ix {
     cparsl_transport_t *t;
     pthread_t thread;
-    bool started;
+    bool started; /* the thread runs */
+    bool driven;
+    pthread_mutex_t turn_mu; /* driven: held for a turn or a submission */
 
     /* the DFK's side */
     pthread_mutex_t mu;
@@ -91,6 +102,7 @@ struct htex_ix {
     cparsl_exec_t scratch;
     uint32_t max_batch;
     double hb_threshold;
+    int64_t last_hb;
     bool stopping;
     size_t nbye;
 
@@ -509,53 +521,70 @@ static void check_heartbeats(htex_ix_t *ix, int64_t now)
     }
 }
 
+/* One turn of the loop.  Returns whether it did anything; sets done (and
+ * wakes waiters) once shut down. */
+static bool ix_turn(htex_ix_t *ix)
+{
+    bool did = take_inbox(ix);
+    pthread_mutex_lock(&ix->mu);
+    bool stop_req = ix->stop_req;
+    pthread_mutex_unlock(&ix->mu);
+    if (stop_req && !ix->stopping)
+        begin_stop(ix);
+    for (int k = 0; k < IX_RECV_PER_TURN; k++) {
+        int peer;
+        void *buf;
+        size_t len;
+        cparsl_error_t err;
+        int rc = ix->t->ops->try_recv(ix->t, &peer, &buf, &len, &err);
+        if (rc < 0) {
+            CPARSL_LOG_SPARSE(CPARSL_LOG_ERROR, "interchange", "%s", err.text);
+            break;
+        }
+        if (rc == 0)
+            break;
+        on_message(ix, peer, buf, len);
+        ix->t->ops->msg_free(ix->t, buf);
+        did = true;
+    }
+    if (!ix->stopping)
+        did |= dispatch(ix);
+    ix->t->ops->progress(ix->t);
+    if (ix->stopping && ix->nbye == ix->nmgrs) {
+        while (ix->t->ops->progress(ix->t) > 0)
+            sched_yield();
+        pthread_mutex_lock(&ix->mu);
+        ix->done = true;
+        pthread_cond_broadcast(&ix->cv);
+        pthread_mutex_unlock(&ix->mu);
+        return true;
+    }
+    int64_t now = cparsl_mono_ns();
+    if (now - ix->last_hb > 1000000000) {
+        check_heartbeats(ix, now);
+        ix->last_hb = now;
+    }
+    return did;
+}
+
 static void *ix_main(void *arg)
 {
     htex_ix_t *ix = arg;
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
-    int64_t idle_since = 0, sleep_ns = IX_SLEEP_MIN_NS, last_hb = 0;
+    int64_t idle_since = 0, sleep_ns = IX_SLEEP_MIN_NS;
     for (;;) {
-        bool did = take_inbox(ix);
+        bool did = ix_turn(ix);
         pthread_mutex_lock(&ix->mu);
-        bool stop_req = ix->stop_req;
+        bool done = ix->done;
         pthread_mutex_unlock(&ix->mu);
-        if (stop_req && !ix->stopping)
-            begin_stop(ix);
-        for (int k = 0; k < IX_RECV_PER_TURN; k++) {
-            int peer;
-            void *buf;
-            size_t len;
-            cparsl_error_t err;
-            int rc = ix->t->ops->try_recv(ix->t, &peer, &buf, &len, &err);
-            if (rc < 0) {
-                CPARSL_LOG_SPARSE(CPARSL_LOG_ERROR, "interchange", "%s",
-                                  err.text);
-                break;
-            }
-            if (rc == 0)
-                break;
-            on_message(ix, peer, buf, len);
-            ix->t->ops->msg_free(ix->t, buf);
-            did = true;
-        }
-        if (!ix->stopping)
-            did |= dispatch(ix);
-        ix->t->ops->progress(ix->t);
-        if (ix->stopping && ix->nbye == ix->nmgrs) {
-            while (ix->t->ops->progress(ix->t) > 0)
-                sched_yield();
+        if (done)
             break;
-        }
-        int64_t now = cparsl_mono_ns();
-        if (now - last_hb > 1000000000) {
-            check_heartbeats(ix, now);
-            last_hb = now;
-        }
         if (did) {
             idle_since = 0;
             sleep_ns = IX_SLEEP_MIN_NS;
             continue;
         }
+        int64_t now = cparsl_mono_ns();
         if (!idle_since)
             idle_since = now;
         if (now - idle_since < IX_POLL_NS) {
@@ -580,11 +609,23 @@ static void *ix_main(void *arg)
         if (sleep_ns < cap)
             sleep_ns *= 2;
     }
-    pthread_mutex_lock(&ix->mu);
-    ix->done = true;
-    pthread_cond_broadcast(&ix->cv);
-    pthread_mutex_unlock(&ix->mu);
     return NULL;
+}
+
+/* Driven: one turn on the caller's thread, unless another thread is
+ * turning it now (wait: block for the turn). */
+static bool drive(htex_ix_t *ix, bool wait)
+{
+    if (wait)
+        pthread_mutex_lock(&ix->turn_mu);
+    else if (pthread_mutex_trylock(&ix->turn_mu) != 0)
+        return false;
+    pthread_mutex_lock(&ix->mu);
+    bool done = ix->done;
+    pthread_mutex_unlock(&ix->mu);
+    bool did = !done && ix_turn(ix);
+    pthread_mutex_unlock(&ix->turn_mu);
+    return did;
 }
 
 /* ---- the API ---------------------------------------------------------------
@@ -627,7 +668,9 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
     ix->max_batch = o->max_batch ? o->max_batch : 256;
     ix->hb_threshold =
         o->heartbeat_threshold > 0 ? o->heartbeat_threshold : 120;
+    ix->driven = o->driven;
     pthread_mutex_init(&ix->mu, NULL);
+    pthread_mutex_init(&ix->turn_mu, NULL);
     pthread_cond_init(&ix->cv, NULL);
     *out = ix;
     return 0;
@@ -635,6 +678,8 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
 
 int htex_ix_start(htex_ix_t *ix, cparsl_error_t *err)
 {
+    if (ix->driven)
+        return 0; /* turned by htex_ix_poll */
     int rc = pthread_create(&ix->thread, NULL, ix_main, ix);
     if (rc)
         return cparsl_error_set(err, -rc, "interchange: no thread: %s",
@@ -643,8 +688,34 @@ int htex_ix_start(htex_ix_t *ix, cparsl_error_t *err)
     return 0;
 }
 
+int htex_ix_poll(htex_ix_t *ix)
+{
+    return ix->driven && drive(ix, false) ? 1 : 0;
+}
+
+/* Driven: straight into the queue; the next turn sends them. */
+static int submit_driven(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
+{
+    pthread_mutex_lock(&ix->turn_mu);
+    atomic_fetch_add(&ix->outstanding, n);
+    for (size_t i = 0; i < n; i++) {
+        if (ix->stopping) {
+            cparsl_error_set(&batch[i]->error, CPARSL_ESHUTDOWN,
+                             "the pilot is shutting down");
+            complete(ix, batch[i]);
+        } else if (q_push(ix, batch[i]) < 0) {
+            cparsl_exec_t *e = batch[i];
+            fail_batch(ix, &e, 1, -ENOMEM, "interchange: out of memory");
+        }
+    }
+    pthread_mutex_unlock(&ix->turn_mu);
+    return 0;
+}
+
 int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
 {
+    if (ix->driven)
+        return submit_driven(ix, batch, n);
     pthread_mutex_lock(&ix->mu);
     if (ix->nin + n > ix->capin) {
         size_t cap = ix->capin ? ix->capin : 1024;
@@ -699,8 +770,53 @@ static void deadline_ts(struct timespec *ts, double timeout)
     ts->tv_nsec = abs % 1000000000ll;
 }
 
+/* Driven: turn it here until cond holds (checked under ix->mu) or the
+ * deadline passes. */
+static bool drive_until(htex_ix_t *ix, bool (*cond)(htex_ix_t *), double timeout)
+{
+    int64_t deadline = cparsl_mono_ns() + (int64_t)(timeout * 1e9);
+    int64_t idle_since = 0, sleep_ns = IX_SLEEP_MIN_NS;
+    for (;;) {
+        pthread_mutex_lock(&ix->mu);
+        bool ok = cond(ix);
+        pthread_mutex_unlock(&ix->mu);
+        if (ok)
+            return true;
+        int64_t now = cparsl_mono_ns();
+        if (now >= deadline)
+            return false;
+        if (drive(ix, true)) {
+            idle_since = 0;
+            sleep_ns = IX_SLEEP_MIN_NS;
+            continue;
+        }
+        if (!idle_since)
+            idle_since = now;
+        if (now - idle_since < IX_POLL_NS) {
+            sched_yield();
+            continue;
+        }
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < IX_SLEEP_MAX_NS)
+            sleep_ns *= 2;
+    }
+}
+
+static bool all_registered(htex_ix_t *ix)
+{
+    return ix->nregistered >= ix->nmgrs;
+}
+
+static bool is_done(htex_ix_t *ix)
+{
+    return ix->done;
+}
+
 int htex_ix_wait_registered(htex_ix_t *ix, double timeout)
 {
+    if (ix->driven)
+        return drive_until(ix, all_registered, timeout) ? 0 : -ETIMEDOUT;
     struct timespec ts;
     deadline_ts(&ts, timeout);
     int rc = 0;
@@ -736,6 +852,15 @@ void htex_ix_begin_shutdown(htex_ix_t *ix)
 
 int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err)
 {
+    if (ix->driven) {
+        htex_ix_begin_shutdown(ix);
+        if (drive_until(ix, is_done, timeout))
+            return 0;
+        return cparsl_error_set(err, -ETIMEDOUT,
+                                "interchange: %zu of %zu managers did not "
+                                "leave within %g s",
+                                ix->nmgrs - ix->nbye, ix->nmgrs, timeout);
+    }
     if (!ix->started)
         return 0;
     htex_ix_begin_shutdown(ix);
@@ -774,6 +899,7 @@ void htex_ix_destroy(htex_ix_t *ix)
     if (ix->efd >= 0)
         close(ix->efd);
     pthread_mutex_destroy(&ix->mu);
+    pthread_mutex_destroy(&ix->turn_mu);
     pthread_cond_destroy(&ix->cv);
     free(ix);
 }

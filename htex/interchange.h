@@ -1,6 +1,7 @@
 /*
  * interchange.h - the htex interchange: the task queue between the DFK and
- * the managers, on its own thread of the client process.
+ * the managers, in the client process: on a thread of its own, or driven
+ * by the DFK thread through the executor's poll entry.
  *
  * The DFK hands it tries (htex_ix_submit); managers pull them: each
  * message a manager sends carries how many more tasks it wants ('want'),
@@ -13,6 +14,7 @@
 #ifndef CPARSL_HTEX_INTERCHANGE_H
 #define CPARSL_HTEX_INTERCHANGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +31,8 @@ typedef struct htex_ix_opts {
     uint32_t max_batch;
     /* Seconds without a message before a manager is reported missing. */
     double heartbeat_threshold;
+    /* No thread: htex_ix_poll turns the loop (see interchange.c). */
+    bool driven;
 } htex_ix_opts_t;
 
 typedef struct htex_ix_stats {
@@ -40,6 +44,9 @@ typedef struct htex_ix_stats {
 int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *opts,
                    htex_ix_t **out, cparsl_error_t *err);
 int htex_ix_start(htex_ix_t *ix, cparsl_error_t *err);
+/* Driven: one turn of the loop on the caller's thread, unless another
+ * thread is in one.  Never blocks; 1 if it did something, else 0. */
+int htex_ix_poll(htex_ix_t *ix);
 /* From the DFK thread: queue tries.  Never blocks for long. */
 int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n);
 size_t htex_ix_outstanding(htex_ix_t *ix);

@@ -184,6 +184,17 @@ struct cparsl_executor_ops {
      * client finalizes, then return (cparsl_init then returns
      * CPARSL_SERVED; shutdown and destroy follow at cparsl_finalize). */
     int (*serve)(cparsl_executor_t *ex, cparsl_error_t *err);
+    /*
+     * Optional (NULL: the executor has threads of its own).  The DFK
+     * thread calls it between batches and while it waits for work, so an
+     * executor can do its client-side work there instead of on a thread
+     * of its own: one hand-off fewer each way.  Must not block; returns
+     * > 0 when it did something (the DFK then polls again soon), 0 when
+     * there was nothing to do (the DFK backs off: polls for a short
+     * while, then sleeps up to 1 ms, 20 ms after a second of quiet).  A
+     * submit always wakes the DFK at once.
+     */
+    int (*poll)(cparsl_executor_t *ex);
 };
 
 struct cparsl_executor {
