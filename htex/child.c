@@ -81,6 +81,10 @@ extern char **environ;
 #define CHILD_BATCH_BYTES (1u << 20)
 /* Walltimes beyond this (about 30 years) are taken as "none". */
 #define CHILD_WALLTIME_MAX 1e9
+/* Both ends of the socket poll it this long before blocking: back to back
+ * tasks then cost no wake-up, and an idle child still sleeps (DESIGN.md:
+ * nothing spins while idle). */
+#define CHILD_POLL_NS 50000
 
 /* ==== small helpers ===================================================== */
 
@@ -613,8 +617,19 @@ static void child_loop(int fd)
 
     for (;;) {
         long n;
+        int64_t t0 = 0;
         while ((n = frame_ready(&in)) == -EAGAIN) {
-            ssize_t r = frame_recv(fd, &in, 0);
+            ssize_t r = frame_recv(fd, &in, MSG_DONTWAIT);
+            if (r == -EAGAIN) {
+                int64_t now = cparsl_mono_ns();
+                if (!t0)
+                    t0 = now;
+                if (now - t0 < CHILD_POLL_NS) {
+                    sched_yield();
+                    continue;
+                }
+                r = frame_recv(fd, &in, 0);
+            }
             if (r == 0 || r == -ECONNRESET)
                 _exit(0); /* the slot closed: we are done */
             if (r < 0)
@@ -1138,6 +1153,15 @@ pid_t htex_child_pid(const htex_child_t *c)
  */
 static int child_wait(htex_child_t *c, int64_t deadline)
 {
+    /* A short task answers within microseconds: look before sleeping. */
+    int64_t t0 = cparsl_mono_ns();
+    do {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) > 0)
+            return 1;
+        sched_yield();
+    } while (cparsl_mono_ns() - t0 < CHILD_POLL_NS &&
+             (deadline <= 0 || cparsl_mono_ns() < deadline));
     for (;;) {
         struct pollfd fds[2] = {{.fd = c->fd, .events = POLLIN},
                                 {.fd = c->pidfd, .events = POLLIN}};
