@@ -15,8 +15,8 @@
  * MPI; otherwise they are forked directly (see htex/child.h).
  */
 #include <errno.h>
-#include <pthread.h>
 #include <mpi.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +24,7 @@
 
 #include <cparsl/plugin.h>
 
+#include "bell.h"
 #include "child.h"
 #include "interchange.h"
 #include "log.h"
@@ -48,6 +49,9 @@ struct xs {
     pthread_mutex_t ix_mu;
     htex_ix_t *ix;
     int rank, size;
+    /* Every node rank's doorbell (bell.h), in node shared memory. */
+    MPI_Win bell_win;
+    bool have_bells;
 };
 
 /* ---- layout ----------------------------------------------------------------
@@ -75,6 +79,8 @@ struct layout {
     int my_index;  /* position of this rank among peers, -1 for rank 0 */
     int *managers; /* all node managers (rank 0 fills it) */
     int nmanagers;
+    htex_bell_t *my_bell;
+    htex_bell_t **peer_bells; /* parallel to peers */
 };
 
 static int cmp_int(const void *a, const void *b)
@@ -83,9 +89,49 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/*
+ * A doorbell per rank in memory the node shares (MPI_Win_allocate_shared
+ * over the node communicator), so a node manager can wake a worker rank
+ * that sleeps on its bell: worker ranks then sleep long when idle instead
+ * of waking every 20 ms to poll MPI.  Collective over 'node'; 'local' is
+ * the node's world ranks in node-rank order.  Without shared memory the
+ * ranks simply poll (returns 0 with no bells).
+ */
+static int bells_open(struct xs *x, MPI_Comm node, const int *local, int nsize,
+                      struct layout *L)
+{
+    htex_bell_t *mine = NULL;
+    if (MPI_Win_allocate_shared((MPI_Aint)sizeof(htex_bell_t), 1, MPI_INFO_NULL,
+                                node, &mine, &x->bell_win) != MPI_SUCCESS)
+        return 0;
+    x->have_bells = true;
+    memset(mine, 0, sizeof *mine);
+    L->peer_bells = calloc((size_t)nsize, sizeof *L->peer_bells);
+    if (!L->peer_bells)
+        return -ENOMEM;
+    for (int i = 0; i < nsize; i++) {
+        MPI_Aint size;
+        int disp;
+        htex_bell_t *b = NULL;
+        if (MPI_Win_shared_query(x->bell_win, i, &size, &disp, &b) !=
+                MPI_SUCCESS ||
+            size < (MPI_Aint)sizeof(htex_bell_t))
+            b = NULL;
+        if (local[i] == x->rank)
+            L->my_bell = b;
+        for (int k = 0; k < L->npeers; k++)
+            if (L->peers[k] == local[i])
+                L->peer_bells[k] = b;
+    }
+    /* Everyone's bell is zeroed before anyone rings. */
+    MPI_Barrier(node);
+    return 0;
+}
+
 /* Group ranks by shared-memory node; the lowest non-client rank of each
  * node manages it. */
-static int layout_compute(MPI_Comm world, struct layout *L, cparsl_error_t *err)
+static int layout_compute(struct xs *x, MPI_Comm world, struct layout *L,
+                          cparsl_error_t *err)
 {
     int rank, size;
     MPI_Comm_rank(world, &rank);
@@ -108,8 +154,8 @@ static int layout_compute(MPI_Comm world, struct layout *L, cparsl_error_t *err)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     }
     MPI_Allgather(&rank, 1, MPI_INT, local, 1, MPI_INT, node);
-    MPI_Comm_free(&node);
-    qsort(local, (size_t)nsize, sizeof *local, cmp_int);
+    /* Node ranks follow world ranks (the split's key), so local[] is
+     * already ascending and in node-rank order. */
     L->npeers = 0;
     L->my_index = -1;
     for (int i = 0; i < nsize; i++) {
@@ -118,6 +164,13 @@ static int layout_compute(MPI_Comm world, struct layout *L, cparsl_error_t *err)
         if (local[i] == rank)
             L->my_index = L->npeers;
         L->peers[L->npeers++] = local[i];
+    }
+    int brc = bells_open(x, node, local, nsize, L);
+    MPI_Comm_free(&node);
+    if (brc < 0) {
+        free(local);
+        free(leaders);
+        return cparsl_error_set(err, brc, "out of memory");
     }
     L->manager = L->npeers ? L->peers[0] : -1;
     /* Node ids: the lowest rank of each node, numbered in order. */
@@ -156,6 +209,7 @@ static int layout_compute(MPI_Comm world, struct layout *L, cparsl_error_t *err)
 
 static void layout_free(struct layout *L)
 {
+    free(L->peer_bells);
     free(L->peers);
     free(L->managers);
 }
@@ -216,6 +270,12 @@ static void mpi_stop(struct xs *x)
     if (x->t) {
         x->t->ops->destroy(x->t);
         x->t = NULL;
+    }
+    if (x->have_bells) {
+        /* Collective over the node: every rank of it gets here once its
+         * manager loop or interchange has stopped. */
+        MPI_Win_free(&x->bell_win);
+        x->have_bells = false;
     }
     if (x->mpi_inited_by_us) {
         int fin = 0;
@@ -323,7 +383,7 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", cparsl_run_dir());
     if ((rc = mpi_start(x, err)) < 0 ||
-        (rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0)
+        (rc = layout_compute(x, MPI_COMM_WORLD, &L, err)) < 0)
         goto out;
     if ((rc = share_run_dir(MPI_COMM_WORLD, dir, sizeof dir)) < 0) {
         cparsl_error_set(err, rc, "cannot send the run dir to the ranks");
@@ -384,7 +444,7 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         return rc;
     struct layout L = {0};
     char dir[4096] = "";
-    if ((rc = layout_compute(MPI_COMM_WORLD, &L, err)) < 0)
+    if ((rc = layout_compute(x, MPI_COMM_WORLD, &L, err)) < 0)
         return rc;
     if (share_run_dir(MPI_COMM_WORLD, dir, sizeof dir) < 0) {
         layout_free(&L);
@@ -426,6 +486,11 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         .block_id = "0",
         .heartbeat_period = x->heartbeat_period,
         .max_batch = (uint32_t)x->max_batch,
+        .bell = L.my_bell,
+        /* A worker rank hears only from its node manager, which rings. */
+        .upstream_rings = !is_manager && L.my_bell && L.peer_bells &&
+                          L.peer_bells[L.my_index],
+        .down_bells = is_manager && L.peer_bells ? L.peer_bells + 1 : NULL,
     };
     rc = htex_manager_run(x->t, &mo, err);
     layout_free(&L);

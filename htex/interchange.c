@@ -772,7 +772,8 @@ static void deadline_ts(struct timespec *ts, double timeout)
 
 /* Driven: turn it here until cond holds (checked under ix->mu) or the
  * deadline passes. */
-static bool drive_until(htex_ix_t *ix, bool (*cond)(htex_ix_t *), double timeout)
+static bool drive_until(htex_ix_t *ix, bool (*cond)(htex_ix_t *),
+                        double timeout)
 {
     int64_t deadline = cparsl_mono_ns() + (int64_t)(timeout * 1e9);
     int64_t idle_since = 0, sleep_ns = IX_SLEEP_MIN_NS;

@@ -3,12 +3,12 @@
  *
  * The loop thread owns the transport and the tasks it holds; slot threads
  * share only a ready queue and a done list with it, under one mutex.  A
- * slot that finishes rings an eventfd when the loop sleeps, so results go
- * out at once; messages from the network are seen by polling with growing
- * backoff (MPI has no descriptor to wait on).
+ * slot that finishes rings the loop's bell (bell.h), so results go out at
+ * once; messages from the network are seen by polling with growing
+ * backoff (MPI has no descriptor to wait on), unless the upstream rings
+ * the bell too.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -35,6 +34,8 @@
  * after a long pause waits at most this long at each hop. */
 #define MGR_IDLE_LONG_NS      1000000000
 #define MGR_SLEEP_IDLE_MAX_NS 20000000
+/* ...or this long when every input rings the bell (upstream_rings). */
+#define MGR_SLEEP_RUNG_MAX_NS 1000000000
 #define MGR_RECV_PER_TURN     64
 #define SLOT_POLL_NS          50000
 /* Tasks queued per local slot, so a slot that finishes finds its next. */
@@ -94,8 +95,7 @@ struct mgr {
     size_t ndone;
     int64_t last_report;
     _Atomic bool has_done;
-    _Atomic bool sleeping;
-    int efd;
+    htex_bell_t *bell, own_bell;
 
     /* loop thread only */
     struct mtask *pend_head, *pend_tail;
@@ -374,11 +374,7 @@ static void *slot_main(void *arg)
         slot_requeue(m, b + done, nb - done);
         m->busy--;
         atomic_store_explicit(&m->has_done, true, memory_order_release);
-        if (atomic_load(&m->sleeping)) {
-            uint64_t one = 1;
-            if (write(m->efd, &one, sizeof one) < 0)
-                (void)0;
-        }
+        htex_bell_ring(m->bell);
     }
     pthread_mutex_unlock(&m->mu);
     if (s->child)
@@ -498,6 +494,13 @@ static int send_simple(struct mgr *m, int ep, int type, uint32_t want)
     return len < 0 ? (int)len : send_copy(m, ep, m->out.p, (size_t)len);
 }
 
+/* After a message to downstream rank i: wake it if it sleeps. */
+static void ring_down(struct mgr *m, size_t i)
+{
+    if (m->o->down_bells && m->o->down_bells[i])
+        htex_bell_ring(m->o->down_bells[i]);
+}
+
 /* Upstream gets 'want' with every message; remember what was asked. */
 static uint32_t take_want(struct mgr *m)
 {
@@ -586,8 +589,10 @@ static void on_upstream(struct mgr *m, htex_reader_t *r)
     case HTEX_MSG_SHUTDOWN:
         if (!m->stopping) {
             m->stopping = true;
-            for (size_t i = 0; i < m->o->ndownstream; i++)
+            for (size_t i = 0; i < m->o->ndownstream; i++) {
                 send_simple(m, m->down[i].ep, HTEX_MSG_SHUTDOWN, 0);
+                ring_down(m, i);
+            }
             fail_unstarted(m);
         }
         break;
@@ -767,6 +772,7 @@ static bool assign_downstream(struct mgr *m, bool free_only)
             task_put(m, sent);
             sent = next;
         }
+        ring_down(m, i);
         d->credit -= n;
         d->held += n;
         did = true;
@@ -891,10 +897,10 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
         (size_t)o->nslots + o->ndownstream * (size_t)(o->downstream_slots);
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    m->bell = o->bell ? o->bell : &m->own_bell;
     m->down = calloc(o->ndownstream ? o->ndownstream : 1, sizeof *m->down);
     int rc = 0;
-    if (m->efd < 0 || !m->down) {
+    if (!m->down) {
         rc = cparsl_error_set(err, -ENOMEM, "manager: out of resources");
         goto out;
     }
@@ -944,7 +950,13 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     int64_t hb_ns =
         (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period : 10) * 1e9);
     int64_t last_sent = cparsl_mono_ns();
+    int64_t long_cap =
+        o->upstream_rings ? MGR_SLEEP_RUNG_MAX_NS : MGR_SLEEP_IDLE_MAX_NS;
+    if (long_cap > hb_ns / 2)
+        long_cap = hb_ns / 2; /* heartbeats go out on time */
     for (;;) {
+        /* Read before looking for work (bell.h). */
+        uint32_t seen = htex_bell_seq(m->bell);
         bool did = receive(m);
         did |= assign(m);
         if (report(m)) {
@@ -972,22 +984,19 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             sched_yield();
             continue;
         }
-        atomic_store(&m->sleeping, true);
-        if (!atomic_load(&m->has_done)) {
-            struct pollfd p = {.fd = m->efd, .events = POLLIN};
-            struct timespec ts = {0, sleep_ns};
-            if (ppoll(&p, 1, &ts, NULL) > 0) {
-                uint64_t v;
-                if (read(m->efd, &v, sizeof v) < 0)
-                    (void)0;
-            }
+        /* A ring (a slot finished, or the upstream sent) ends the sleep;
+         * the backoff starts over, in case the message is not yet in. */
+        if (!atomic_load(&m->has_done) &&
+            htex_bell_wait(m->bell, seen, sleep_ns)) {
+            sleep_ns = MGR_SLEEP_MIN_NS;
+            continue;
         }
-        atomic_store(&m->sleeping, false);
-        int64_t cap = now - idle_since > MGR_IDLE_LONG_NS
-                          ? MGR_SLEEP_IDLE_MAX_NS
-                          : MGR_SLEEP_MAX_NS;
+        int64_t cap =
+            now - idle_since > MGR_IDLE_LONG_NS ? long_cap : MGR_SLEEP_MAX_NS;
         if (sleep_ns < cap)
             sleep_ns *= 2;
+        if (sleep_ns > cap)
+            sleep_ns = cap;
     }
     slots_stop(m);
     send_simple(m, o->upstream, HTEX_MSG_BYE, 0);
@@ -1021,8 +1030,6 @@ out:
     }
     htex_buf_free(&m->out);
     free(m->down);
-    if (m->efd >= 0)
-        close(m->efd);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);
     return rc;

@@ -23,6 +23,7 @@
 #include <cparsl/plugin.h>
 #include <cparsl/transport.h>
 
+#include "bell.h"
 #include "pin.h"
 
 typedef struct htex_mgr_opts {
@@ -41,6 +42,16 @@ typedef struct htex_mgr_opts {
     const char *block_id;
     double heartbeat_period; /* seconds */
     uint32_t max_batch;
+    /* The loop sleeps on this bell, which its slots ring when they finish
+     * (NULL: a bell of the manager's own).  When the upstream rings it
+     * after every send (a node manager in the same node's shared memory),
+     * set upstream_rings: the loop then sleeps up to a second when idle
+     * instead of waking every 20 ms to poll. */
+    htex_bell_t *bell;
+    bool upstream_rings;
+    /* Bells of the downstream ranks, in the order of 'downstream' (NULL:
+     * none); each is rung after every message sent to that rank. */
+    htex_bell_t *const *down_bells;
 } htex_mgr_opts_t;
 
 /* Run until the upstream says SHUTDOWN and everything held is finished and
