@@ -472,6 +472,14 @@ static void teardown(cparsl__dfk_t *d, size_t started)
 int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
                 cparsl_error_t *err)
 {
+    cparsl_launch_t launch;
+    cparsl_launch_detect(&launch);
+    return cparsl_init_launch(argc, argv, cfg, &launch, err);
+}
+
+int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
+                       const cparsl_launch_t *given, cparsl_error_t *err)
+{
     cparsl_error_t local;
     if (!err)
         err = &local;
@@ -495,8 +503,7 @@ int cparsl_init(int *argc, char ***argv, const cparsl_config_t *cfg,
     struct core_opts o;
     if ((rc = check_core_keys(root, &o, err)) < 0)
         goto out;
-    cparsl_launch_t launch;
-    cparsl_launch_detect(&launch);
+    cparsl_launch_t launch = *given;
 
     d = calloc(1, sizeof *d);
     if (!d) {

@@ -38,6 +38,7 @@ void cparsl_launch_detect(cparsl_launch_t *out)
     out->size = 1;
     out->rank = 0;
     out->source = NULL;
+    out->comm = NULL;
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         int size;
         if (env_int(vars[i].size, &size) && size >= 1) {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cparsl/mpi.h>
 #include <cparsl/plugin.h>
 
 #include "bell.h"
@@ -52,6 +53,10 @@ struct xs {
     /* Every node rank's doorbell (bell.h), in node shared memory. */
     MPI_Win bell_win;
     bool have_bells;
+    /* The pilot's ranks: a duplicate of the launch's world, or of the
+     * communicator an embedding application gave cparsl_init_comm. */
+    MPI_Comm world, user_comm;
+    bool have_world;
 };
 
 /* ---- layout ----------------------------------------------------------------
@@ -252,14 +257,18 @@ static int mpi_start(struct xs *x, cparsl_error_t *err)
                                          "MPI_Init_thread(..., "
                                          "MPI_THREAD_MULTIPLE, ...)"
                                        : "");
-    MPI_Comm_rank(MPI_COMM_WORLD, &x->rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &x->size);
+    if (MPI_Comm_dup(x->user_comm, &x->world) != MPI_SUCCESS)
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "extreme_scale: MPI_Comm_dup failed");
+    x->have_world = true;
+    MPI_Comm_set_errhandler(x->world, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(x->world, &x->rank);
+    MPI_Comm_size(x->world, &x->size);
     if (x->size < 2 || x->size != x->launch.size)
         return cparsl_error_set(
             err, CPARSL_ELAUNCH,
-            "extreme_scale: the launcher's environment "
-            "says %d ranks (%s) but MPI_COMM_WORLD has "
-            "%d; it needs at least 2 (one client, one "
+            "extreme_scale: the launch says %d ranks (%s) but the "
+            "communicator has %d; it needs at least 2 (one client, one "
             "worker) started by mpiexec, srun or aprun",
             x->launch.size, x->launch.source ? x->launch.source : "?", x->size);
     return 0;
@@ -276,6 +285,10 @@ static void mpi_stop(struct xs *x)
          * manager loop or interchange has stopped. */
         MPI_Win_free(&x->bell_win);
         x->have_bells = false;
+    }
+    if (x->have_world) {
+        MPI_Comm_free(&x->world);
+        x->have_world = false;
     }
     if (x->mpi_inited_by_us) {
         int fin = 0;
@@ -350,6 +363,9 @@ static int xs_configure(const cparsl_cnode_t *node,
     x->manager_log_level -= 1; /* "none" -> -1, "error" -> 0, ... */
     x->isolation = iso == 0;
     x->launch = *launch;
+    x->user_comm =
+        launch->comm ? *(const MPI_Comm *)launch->comm : MPI_COMM_WORLD;
+    x->launch.comm = NULL; /* copied: the caller's may not outlive init */
     if (launch->size < 2) {
         htex_pin_free(&x->pin);
         pthread_mutex_destroy(&x->ix_mu);
@@ -383,13 +399,13 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", cparsl_run_dir());
     if ((rc = mpi_start(x, err)) < 0 ||
-        (rc = layout_compute(x, MPI_COMM_WORLD, &L, err)) < 0)
+        (rc = layout_compute(x, x->world, &L, err)) < 0)
         goto out;
-    if ((rc = share_run_dir(MPI_COMM_WORLD, dir, sizeof dir)) < 0) {
+    if ((rc = share_run_dir(x->world, dir, sizeof dir)) < 0) {
         cparsl_error_set(err, rc, "cannot send the run dir to the ranks");
         goto out;
     }
-    if ((rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0)
+    if ((rc = htex_mpi_transport_create(x->world, &x->t, err)) < 0)
         goto out;
     htex_ix_opts_t io = {
         .managers = L.managers,
@@ -444,9 +460,9 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         return rc;
     struct layout L = {0};
     char dir[4096] = "";
-    if ((rc = layout_compute(x, MPI_COMM_WORLD, &L, err)) < 0)
+    if ((rc = layout_compute(x, x->world, &L, err)) < 0)
         return rc;
-    if (share_run_dir(MPI_COMM_WORLD, dir, sizeof dir) < 0) {
+    if (share_run_dir(x->world, dir, sizeof dir) < 0) {
         layout_free(&L);
         return cparsl_error_set(err, CPARSL_ETRANSPORT,
                                 "cannot learn the run dir from rank 0");
@@ -458,7 +474,7 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
             CPARSL_LOG(CPARSL_LOG_WARN, "extreme_scale",
                        "rank %d: cannot open %s", x->rank, path);
     }
-    if ((rc = htex_mpi_transport_create(MPI_COMM_WORLD, &x->t, err)) < 0) {
+    if ((rc = htex_mpi_transport_create(x->world, &x->t, err)) < 0) {
         layout_free(&L);
         return rc;
     }
@@ -590,3 +606,54 @@ const struct cparsl_executor_ops cparsl_extreme_scale_ops = {
     .serve = xs_serve,
     .poll = xs_poll,
 };
+
+/* ---- embedding (include/cparsl/mpi.h) ---------------------------------- */
+
+int cparsl_init_comm(MPI_Comm comm, int *argc, char ***argv,
+                     const cparsl_config_t *cfg, cparsl_error_t *err)
+{
+    cparsl_error_t local;
+    if (!err)
+        err = &local;
+    cparsl_error_clear(err);
+    int inited = 0, finalized = 0, provided = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized)
+        return cparsl_error_set(err, CPARSL_ELAUNCH,
+                                "cparsl_init_comm: MPI is %s; initialize it "
+                                "with MPI_Init_thread(..., "
+                                "MPI_THREAD_MULTIPLE, ...) first",
+                                finalized ? "finalized" : "not initialized");
+    if (comm == MPI_COMM_NULL)
+        return cparsl_error_set(err, -EINVAL,
+                                "cparsl_init_comm: the communicator is "
+                                "MPI_COMM_NULL (call it only on the ranks "
+                                "of the pilot)");
+    MPI_Query_thread(&provided);
+    if (provided < MPI_THREAD_MULTIPLE)
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "cparsl_init_comm needs MPI_THREAD_MULTIPLE "
+                                "(cparsl calls MPI from its own threads "
+                                "while the application calls it from "
+                                "its), but MPI provides level %d",
+                                provided);
+    int inter = 0;
+    MPI_Comm_test_inter(comm, &inter);
+    if (inter)
+        return cparsl_error_set(err, -EINVAL,
+                                "cparsl_init_comm: an intercommunicator; "
+                                "give an intracommunicator");
+    cparsl_launch_t launch;
+    cparsl_launch_detect(&launch);
+    MPI_Comm_size(comm, &launch.size);
+    MPI_Comm_rank(comm, &launch.rank);
+    if (launch.size < 2)
+        return cparsl_error_set(err, CPARSL_ELAUNCH,
+                                "cparsl_init_comm: the communicator has one "
+                                "rank; a pilot needs at least 2 (a client "
+                                "and a worker)");
+    launch.source = "the communicator given to cparsl_init_comm";
+    launch.comm = &comm;
+    return cparsl_init_launch(argc, argv, cfg, &launch, err);
+}

@@ -9,6 +9,7 @@
 #   check_example.sh bash_pipeline EXE
 #   check_example.sh sort_numbers EXE
 #   check_example.sh sort_numbers_bad EXE
+#   check_example.sh insitu EXE STEPS     (CPARSL_LAUNCH: mpiexec -n N)
 set -u
 
 mode=$1
@@ -86,6 +87,19 @@ sort_numbers_bad)
     ((rc == 1)) || fail "exit status $rc, expected 1"
     grep -q "bad.txt: token 4 'x1' is not a number" stderr.txt ||
         fail "the error does not name the file and the token"
+    ;;
+insitu)
+    steps=$1
+    run "$steps"
+    ((rc == 0)) || fail "exit status $rc"
+    line=$(grep -E '^insitu ' <<<"$out") || fail "no summary line"
+    grep -qE 'simulation_ranks=([2-9]|[1-9][0-9]+) pilot_ranks=([2-9]|[1-9][0-9]+) ' \
+        <<<"$line" || fail "fewer than 2 simulation or pilot ranks"
+    grep -q "steps=$steps " <<<"$line" || fail "not $steps steps"
+    grep -q ' conserved=yes ' <<<"$line" ||
+        fail "the simulation did not conserve its heat"
+    grep -q " analyses_ok=$steps/$steps\$" <<<"$line" ||
+        fail "not every analysis matched rank 0's"
     ;;
 *)
     fail "unknown mode"

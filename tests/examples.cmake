@@ -52,4 +52,19 @@ if(CPARSL_BASH AND CPARSL_MPI_TESTS)
       LABELS mpi RUN_SERIAL TRUE
       ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
   endforeach()
+
+  # Embedding: 4 ranks (a 2-rank simulation and a 3-rank pilot sharing
+  # rank 0) and 5 (2 and 4).
+  if(TARGET insitu)
+    foreach(np 4 5)
+      string(REPLACE ";" " " launch_np
+             "${CPARSL_MPIEXEC};${MPIEXEC_NUMPROC_FLAG};${np}")
+      add_test(NAME mpi.example.insitu_${np}
+        COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} insitu
+                $<TARGET_FILE:insitu> 40)
+      set_tests_properties(mpi.example.insitu_${np} PROPERTIES TIMEOUT 180
+        LABELS mpi RUN_SERIAL TRUE
+        ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${launch_np}")
+    endforeach()
+  endif()
 endif()

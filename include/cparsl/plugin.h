@@ -33,11 +33,19 @@ typedef struct cparsl_launch {
     int size;           /* ranks in the launch; 1 without a launcher */
     int rank;           /* this process's rank; 0 without a launcher */
     const char *source; /* the variable size was read from, or NULL */
+    /* The MPI_Comm an embedding application gave cparsl_init_comm (size
+     * and rank are then its own), or NULL: the launch's whole world. */
+    const void *comm;
 } cparsl_launch_t;
 
 /* Read OMPI_COMM_WORLD_SIZE, PMI_SIZE or SLURM_STEP_NUM_TASKS (and the
  * matching rank).  Never initializes MPI. */
 void cparsl_launch_detect(cparsl_launch_t *out);
+
+/* cparsl_init for a launch the caller describes instead of the
+ * environment (cparsl_init_comm, include/cparsl/mpi.h, is built on it). */
+int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
+                       const cparsl_launch_t *launch, cparsl_error_t *err);
 
 /* ==== arguments and the unit of execution ============================== */
 
