@@ -38,13 +38,19 @@ struct xs {
     cparsl_launch_t launch;
     /* config */
     int64_t workers_per_rank, prefetch, max_batch;
+    int64_t tier_size;      /* node managers per sub-interchange */
+    int64_t nodes_per_host; /* emulated nodes per shared-memory node */
     bool isolation;
     double heartbeat_period, heartbeat_threshold, start_timeout;
     int manager_log_level; /* -1: worker ranks write no log file */
     htex_pin_t pin;
     /* run */
     bool mpi_inited_by_us;
+    htex_mpi_ports_t *ports; /* port 0: the rank's loop; 1: a sub-interchange */
     cparsl_transport_t *t;
+    /* rank 0: who ran a result (indexed by rank) */
+    int *node_of_rank;
+    char *host_of_rank; /* HOST_LEN bytes per rank */
     /* The DFK thread turns the interchange (xs_poll) while finalize's
      * thread shuts it down: ix_mu keeps it alive across each use. */
     pthread_mutex_t ix_mu;
@@ -86,7 +92,18 @@ struct layout {
     int nmanagers;
     htex_bell_t *my_bell;
     htex_bell_t **peer_bells; /* parallel to peers */
+    /* Tiers (nmanagers > tier_size): node managers in groups of
+     * tier_size, each group served by a sub-interchange on a thread of
+     * its lowest rank. */
+    bool tiers;
+    int group_leader; /* this node manager's group's lowest rank */
+    int *group;       /* the group's managers, when this rank leads it */
+    int ngroup;
+    int *leaders; /* rank 0: every group's leader */
+    int nleaders;
 };
+
+#define HOST_LEN 64
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -133,8 +150,15 @@ static int bells_open(struct xs *x, MPI_Comm node, const int *local, int nsize,
     return 0;
 }
 
-/* Group ranks by shared-memory node; the lowest non-client rank of each
- * node manages it. */
+/*
+ * Group ranks by shared-memory node; the lowest non-client rank of each
+ * node manages it.  With emulate_nodes_per_host N > 1 a node's non-client
+ * ranks are split, in rank order, into N emulated nodes (each with its
+ * own manager), so one host can stand in for several.  With more node
+ * managers than tier_size they are grouped, in rank order, tier_size to
+ * a group; each group's lowest rank runs its sub-interchange.  Collective
+ * over 'world'.
+ */
 static int layout_compute(struct xs *x, MPI_Comm world, struct layout *L,
                           cparsl_error_t *err)
 {
@@ -149,71 +173,142 @@ static int layout_compute(struct xs *x, MPI_Comm world, struct layout *L,
     int nsize;
     MPI_Comm_size(node, &nsize);
     int *local = malloc((size_t)nsize * sizeof *local);
-    int *leaders = malloc((size_t)size * sizeof *leaders);
+    int *all = malloc((size_t)size * sizeof *all);
     L->peers = malloc((size_t)nsize * sizeof *L->peers);
     L->managers = malloc((size_t)size * sizeof *L->managers);
-    if (!local || !leaders || !L->peers || !L->managers) {
+    if (!local || !all || !L->peers || !L->managers) {
         free(local);
-        free(leaders);
+        free(all);
         MPI_Comm_free(&node);
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     }
     MPI_Allgather(&rank, 1, MPI_INT, local, 1, MPI_INT, node);
     /* Node ranks follow world ranks (the split's key), so local[] is
      * already ascending and in node-rank order. */
-    L->npeers = 0;
+    int n = 0;
+    for (int i = 0; i < nsize; i++)
+        if (local[i] != 0)
+            L->peers[n++] = local[i];
+    /* This rank's emulated node: chunk c of N over the node's ranks. */
+    int N = (int)x->nodes_per_host, chunk = 0;
+    L->npeers = n;
     L->my_index = -1;
-    for (int i = 0; i < nsize; i++) {
-        if (local[i] == 0)
-            continue;
-        if (local[i] == rank)
-            L->my_index = L->npeers;
-        L->peers[L->npeers++] = local[i];
+    if (N > 1 && n > 0) {
+        int lo = 0, hi = n;
+        for (int c = 0; c < N; c++) {
+            int a = (int)((int64_t)c * n / N),
+                b = (int)((int64_t)(c + 1) * n / N);
+            for (int i = a; i < b; i++)
+                if (L->peers[i] == rank) {
+                    chunk = c;
+                    lo = a;
+                    hi = b;
+                }
+        }
+        if (rank == 0) /* rank 0 serves no node: any chunk will do */
+            hi = n ? (int)((int64_t)n / N) : 0;
+        memmove(L->peers, L->peers + lo, (size_t)(hi - lo) * sizeof(int));
+        L->npeers = hi - lo;
     }
+    for (int i = 0; i < L->npeers; i++)
+        if (L->peers[i] == rank)
+            L->my_index = i;
+    L->manager = L->npeers ? L->peers[0] : -1;
     int brc = bells_open(x, node, local, nsize, L);
     MPI_Comm_free(&node);
     if (brc < 0) {
         free(local);
-        free(leaders);
+        free(all);
         return cparsl_error_set(err, brc, "out of memory");
     }
-    L->manager = L->npeers ? L->peers[0] : -1;
-    /* Node ids: the lowest rank of each node, numbered in order. */
+    /* Node ids: the real nodes numbered by their lowest rank, each split
+     * into N. */
     int lowest = local[0];
-    MPI_Allgather(&lowest, 1, MPI_INT, leaders, 1, MPI_INT, world);
-    int mine = lowest, id = 0;
+    free(local);
+    MPI_Allgather(&lowest, 1, MPI_INT, all, 1, MPI_INT, world);
     int *uniq = malloc((size_t)size * sizeof *uniq);
     if (!uniq) {
-        free(local);
-        free(leaders);
+        free(all);
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     }
-    memcpy(uniq, leaders, (size_t)size * sizeof *uniq);
+    memcpy(uniq, all, (size_t)size * sizeof *uniq);
     qsort(uniq, (size_t)size, sizeof *uniq, cmp_int);
+    int id = 0;
     for (int i = 0; i < size; i++) {
         if (i > 0 && uniq[i] == uniq[i - 1])
             continue;
-        if (uniq[i] == mine)
-            L->node = id;
+        if (uniq[i] == lowest)
+            L->node = id * N + chunk;
         id++;
     }
     free(uniq);
-    /* Every node's manager, for rank 0: gather each rank's own manager. */
+    /* Every node's manager: gather each rank's own manager. */
     int my_mgr = L->manager;
-    MPI_Allgather(&my_mgr, 1, MPI_INT, leaders, 1, MPI_INT, world);
-    qsort(leaders, (size_t)size, sizeof *leaders, cmp_int);
+    MPI_Allgather(&my_mgr, 1, MPI_INT, all, 1, MPI_INT, world);
+    qsort(all, (size_t)size, sizeof *all, cmp_int);
     L->nmanagers = 0;
     for (int i = 0; i < size; i++)
-        if (leaders[i] > 0 &&
-            (L->nmanagers == 0 || L->managers[L->nmanagers - 1] != leaders[i]))
-            L->managers[L->nmanagers++] = leaders[i];
-    free(local);
-    free(leaders);
+        if (all[i] > 0 &&
+            (L->nmanagers == 0 || L->managers[L->nmanagers - 1] != all[i]))
+            L->managers[L->nmanagers++] = all[i];
+    free(all);
+    /* Tiers. */
+    int T = (int)x->tier_size;
+    L->tiers = L->nmanagers > T;
+    L->group_leader = -1;
+    if (L->tiers) {
+        int ng = (L->nmanagers + T - 1) / T;
+        L->leaders = malloc((size_t)ng * sizeof *L->leaders);
+        if (!L->leaders)
+            return cparsl_error_set(err, -ENOMEM, "out of memory");
+        for (int g = 0; g < ng; g++)
+            L->leaders[g] = L->managers[g * T];
+        L->nleaders = ng;
+        for (int i = 0; i < L->nmanagers; i++) {
+            if (L->managers[i] != rank)
+                continue;
+            int g = i / T;
+            L->group_leader = L->leaders[g];
+            if (rank == L->group_leader) {
+                L->group = L->managers + g * T;
+                L->ngroup = L->nmanagers - g * T < T ? L->nmanagers - g * T : T;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Rank 0: the node and host of every rank, for the results they send
+ * (with tiers, rank 0 never hears from the node managers themselves).
+ * Collective over 'world'. */
+static int rank_tables(struct xs *x, const struct layout *L,
+                       cparsl_error_t *err)
+{
+    char host[HOST_LEN];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    int root = x->rank == 0;
+    int *nodes = root ? malloc((size_t)x->size * sizeof *nodes) : NULL;
+    char *hosts = root ? malloc((size_t)x->size * HOST_LEN) : NULL;
+    int ok = !root || (nodes && hosts), all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, x->world);
+    if (!all_ok) {
+        free(nodes);
+        free(hosts);
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    }
+    MPI_Gather(&L->node, 1, MPI_INT, nodes, 1, MPI_INT, 0, x->world);
+    MPI_Gather(host, HOST_LEN, MPI_CHAR, hosts, HOST_LEN, MPI_CHAR, 0,
+               x->world);
+    x->node_of_rank = nodes;
+    x->host_of_rank = hosts;
     return 0;
 }
 
 static void layout_free(struct layout *L)
 {
+    free(L->leaders);
     free(L->peer_bells);
     free(L->peers);
     free(L->managers);
@@ -280,6 +375,14 @@ static void mpi_stop(struct xs *x)
         x->t->ops->destroy(x->t);
         x->t = NULL;
     }
+    if (x->ports) {
+        htex_mpi_ports_destroy(x->ports); /* collective */
+        x->ports = NULL;
+    }
+    free(x->node_of_rank);
+    free(x->host_of_rank);
+    x->node_of_rank = NULL;
+    x->host_of_rank = NULL;
     if (x->have_bells) {
         /* Collective over the node: every rank of it gets here once its
          * manager loop or interchange has stopped. */
@@ -320,6 +423,8 @@ static const char *const xs_keys[] = {
     "heartbeat_threshold",
     "start_timeout",
     "manager_log_level",
+    "tier_size",
+    "emulate_nodes_per_host",
     NULL,
 };
 
@@ -354,6 +459,10 @@ static int xs_configure(const cparsl_cnode_t *node,
                                   &x->start_timeout, err)) < 0 ||
         (rc = cparsl_cnode_choice(node, "manager_log_level", mlog_levels, 0,
                                   &x->manager_log_level, err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "tier_size", 64, 1, 1 << 20, &x->tier_size,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "emulate_nodes_per_host", 1, 1, 1 << 20,
+                               &x->nodes_per_host, err)) < 0 ||
         (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
         htex_pin_free(&x->pin);
         free(x);
@@ -378,6 +487,17 @@ static int xs_configure(const cparsl_cnode_t *node,
     }
     *out = &x->base;
     return 0;
+}
+
+/* Port 0 for this rank's loop, and port 1 for sub-interchanges when
+ * there are tiers (the same count on every rank: collective). */
+static int transports_open(struct xs *x, const struct layout *L,
+                           cparsl_error_t *err)
+{
+    int rc = htex_mpi_ports_create(x->world, L->tiers ? 2 : 1, &x->ports, err);
+    if (rc < 0)
+        return rc;
+    return htex_mpi_transport_on(x->ports, 0, &x->t, err);
 }
 
 /* The interchange has stopped: let it go, out of the DFK thread's way. */
@@ -405,14 +525,28 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
         cparsl_error_set(err, rc, "cannot send the run dir to the ranks");
         goto out;
     }
-    if ((rc = htex_mpi_transport_create(x->world, &x->t, err)) < 0)
+    if ((rc = rank_tables(x, &L, err)) < 0 ||
+        (rc = transports_open(x, &L, err)) < 0)
         goto out;
+    /* With tiers rank 0 serves the sub-interchanges (port 1 of each
+     * group's leader), never the node managers themselves. */
+    int *eps = L.managers, neps = L.nmanagers;
+    if (L.tiers) {
+        for (int g = 0; g < L.nleaders; g++)
+            L.leaders[g] += x->size;
+        eps = L.leaders;
+        neps = L.nleaders;
+    }
     htex_ix_opts_t io = {
-        .managers = L.managers,
-        .nmanagers = (size_t)L.nmanagers,
+        .managers = eps,
+        .nmanagers = (size_t)neps,
         .max_batch = (uint32_t)x->max_batch,
         .heartbeat_threshold = x->heartbeat_threshold,
         .driven = true, /* by the DFK thread: see xs_poll */
+        .node_of_worker = x->node_of_rank,
+        .host_of_worker = x->host_of_rank,
+        .host_len = HOST_LEN,
+        .nworkers = (size_t)x->size,
     };
     if ((rc = htex_ix_create(x->t, &io, &x->ix, err)) < 0 ||
         (rc = htex_ix_start(x->ix, err)) < 0)
@@ -421,16 +555,18 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
         htex_ix_stats_t st;
         htex_ix_stats(x->ix, &st);
         rc = cparsl_error_set(err, -ETIMEDOUT,
-                              "extreme_scale: %zu of %d managers registered "
+                              "extreme_scale: %zu of %d %s registered "
                               "within start_timeout (%g s)",
-                              st.managers_registered, L.nmanagers,
+                              st.managers_registered, neps,
+                              L.tiers ? "sub-interchanges" : "managers",
                               x->start_timeout);
         goto out;
     }
     CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
-               "%d ranks, %d node manager(s), %zu slots, isolation %s", x->size,
-               L.nmanagers, htex_ix_capacity(x->ix),
-               x->isolation ? "process" : "none");
+               "%d ranks, %d node manager(s), %d sub-interchange(s), %zu "
+               "slots, isolation %s",
+               x->size, L.nmanagers, L.tiers ? L.nleaders : 0,
+               htex_ix_capacity(x->ix), x->isolation ? "process" : "none");
 out:
     layout_free(&L);
     if (rc < 0) {
@@ -446,6 +582,80 @@ out:
 }
 
 /* Every other rank: serve until the client finalizes. */
+/* ---- sub-interchanges ------------------------------------------------------
+ */
+
+/*
+ * A sub-interchange is a manager with no slots of its own: its downstream
+ * is its group's node managers, its upstream rank 0.  Results pass through
+ * it as they are (they carry rank 0's tickets); it asks rank 0 for its
+ * managers' free slots plus their prefetch windows, and serves them as
+ * they ask.  It runs on a thread of the group's lowest rank, on port 1.
+ */
+struct subix {
+    struct xs *x;
+    pthread_t th;
+    bool started;
+    cparsl_transport_t *t;
+    htex_mgr_opts_t o;
+    int *down;
+    char host[256];
+    int rc;
+    cparsl_error_t err;
+};
+
+static void *subix_main(void *arg)
+{
+    struct subix *sub = arg;
+    cparsl_error_clear(&sub->err);
+    sub->rc = htex_manager_run(sub->t, &sub->o, &sub->err);
+    if (sub->rc < 0)
+        CPARSL_LOG(CPARSL_LOG_ERROR, "extreme_scale",
+                   "rank %d: sub-interchange: %s", sub->x->rank, sub->err.text);
+    free(sub->down);
+    sub->down = NULL;
+    return NULL;
+}
+
+static int subix_start(struct subix *sub, const struct layout *L,
+                       const char *host, cparsl_error_t *err)
+{
+    struct xs *x = sub->x;
+    int rc = htex_mpi_transport_on(x->ports, 1, &sub->t, err);
+    if (rc < 0)
+        return rc;
+    sub->down = malloc((size_t)L->ngroup * sizeof *sub->down);
+    if (!sub->down)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    memcpy(sub->down, L->group, (size_t)L->ngroup * sizeof *sub->down);
+    snprintf(sub->host, sizeof sub->host, "%s", host);
+    sub->o = (htex_mgr_opts_t){
+        .upstream = 0,
+        .downstream = sub->down,
+        .ndownstream = (size_t)L->ngroup,
+        .nslots = 0,
+        /* every manager's window, so each can be topped up at once */
+        .prefetch = (int)(x->prefetch * L->ngroup),
+        .isolation = x->isolation,
+        .rank = x->rank,
+        .node = L->node,
+        .manager_id = x->rank,
+        .host = sub->host,
+        .block_id = "0",
+        .heartbeat_period = x->heartbeat_period,
+        .max_batch = (uint32_t)x->max_batch,
+    };
+    rc = pthread_create(&sub->th, NULL, subix_main, sub);
+    if (rc) {
+        free(sub->down);
+        sub->down = NULL;
+        return cparsl_error_set(err, -rc, "no sub-interchange thread: %s",
+                                strerror(rc));
+    }
+    sub->started = true;
+    return 0;
+}
+
 static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
@@ -474,7 +684,8 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
             CPARSL_LOG(CPARSL_LOG_WARN, "extreme_scale",
                        "rank %d: cannot open %s", x->rank, path);
     }
-    if ((rc = htex_mpi_transport_create(x->world, &x->t, err)) < 0) {
+    if ((rc = rank_tables(x, &L, err)) < 0 ||
+        (rc = transports_open(x, &L, err)) < 0) {
         layout_free(&L);
         return rc;
     }
@@ -483,12 +694,14 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         snprintf(host, sizeof host, "unknown");
     host[sizeof host - 1] = '\0';
     bool is_manager = x->rank == L.manager;
+    /* A node manager's upstream: its group's sub-interchange (port 1 of
+     * the group's leader) with tiers, else rank 0. */
+    int up = L.tiers ? x->size + L.group_leader : 0;
     htex_mgr_opts_t mo = {
-        .upstream = is_manager ? 0 : L.manager,
+        .upstream = is_manager ? up : L.manager,
         .downstream = is_manager ? L.peers + 1 : NULL,
         .ndownstream = is_manager ? (size_t)(L.npeers - 1) : 0,
         .nslots = (int)x->workers_per_rank,
-        .downstream_slots = (int)x->workers_per_rank,
         .prefetch = (int)x->prefetch,
         .isolation = x->isolation,
         .pin =
@@ -508,7 +721,23 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
                           L.peer_bells[L.my_index],
         .down_bells = is_manager && L.peer_bells ? L.peer_bells + 1 : NULL,
     };
+    struct subix sub = {.x = x};
+    if (L.group) {
+        if ((rc = subix_start(&sub, &L, host, err)) < 0) {
+            layout_free(&L);
+            return rc;
+        }
+    }
     rc = htex_manager_run(x->t, &mo, err);
+    if (sub.started) {
+        pthread_join(sub.th, NULL);
+        if (sub.rc < 0 && rc == 0) {
+            rc = sub.rc;
+            *err = sub.err;
+        }
+    }
+    if (sub.t)
+        sub.t->ops->destroy(sub.t);
     layout_free(&L);
     return rc;
 }

@@ -101,6 +101,9 @@ struct htex_ix {
     htex_buf_t out;
     cparsl_exec_t scratch;
     uint32_t max_batch;
+    const int *node_of_worker;
+    const char *host_of_worker;
+    size_t host_len, nworkers;
     double hb_threshold;
     int64_t last_hb;
     bool stopping;
@@ -280,6 +283,11 @@ static void on_results(htex_ix_t *ix, int m, htex_reader_t *r)
         e->slot = slot;
         e->node = g->node;
         e->host = g->host;
+        if (ix->node_of_worker && worker >= 0 &&
+            (size_t)worker < ix->nworkers) {
+            e->node = ix->node_of_worker[worker];
+            e->host = ix->host_of_worker + (size_t)worker * ix->host_len;
+        }
         if (g->held)
             g->held--;
         complete(ix, e);
@@ -669,6 +677,12 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
     ix->hb_threshold =
         o->heartbeat_threshold > 0 ? o->heartbeat_threshold : 120;
     ix->driven = o->driven;
+    if (o->node_of_worker && o->host_of_worker && o->host_len) {
+        ix->node_of_worker = o->node_of_worker;
+        ix->host_of_worker = o->host_of_worker;
+        ix->host_len = o->host_len;
+        ix->nworkers = o->nworkers;
+    }
     pthread_mutex_init(&ix->mu, NULL);
     pthread_mutex_init(&ix->turn_mu, NULL);
     pthread_cond_init(&ix->cv, NULL);

@@ -33,6 +33,13 @@ typedef struct htex_ix_opts {
     double heartbeat_threshold;
     /* No thread: htex_ix_poll turns the loop (see interchange.c). */
     bool driven;
+    /* Optional: the node and host (host_len bytes each, NUL-terminated)
+     * of each worker rank a result can name, 0 .. nworkers-1.  Without
+     * them a result gets its manager's, as it registered; with tiers the
+     * "managers" are sub-interchanges, so the tables are needed. */
+    const int *node_of_worker;
+    const char *host_of_worker;
+    size_t host_len, nworkers;
 } htex_ix_opts_t;
 
 typedef struct htex_ix_stats {

@@ -76,6 +76,7 @@ struct mdown {
     int ep;
     uint64_t credit;
     size_t held;
+    uint32_t slots; /* as it registered (a sub-interchange's vary) */
     bool registered, bye;
 };
 
@@ -619,13 +620,25 @@ static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
         send_copy(m, m->o->upstream, buf, len);
         return;
     }
-    case HTEX_MSG_REGISTER:
+    case HTEX_MSG_REGISTER: {
+        htex_register_t reg;
+        cparsl_error_t err;
+        if (htex_msg_next_register(r, &reg, &err) < 0) {
+            bad(m, d->ep, err.text);
+            return;
+        }
+        if (strcmp(reg.build, CPARSL_VERSION_STRING) != 0) {
+            bad(m, d->ep, "a rank of another cparsl version");
+            return;
+        }
         if (!d->registered) {
             d->registered = true;
+            d->slots = reg.slots;
             m->down_registered++;
         }
         d->credit += r->hdr.want;
         return;
+    }
     case HTEX_MSG_HEARTBEAT:
         d->credit += r->hdr.want;
         return;
@@ -735,7 +748,7 @@ static bool assign_downstream(struct mgr *m, bool free_only)
             continue;
         size_t limit = d->credit;
         if (free_only) {
-            size_t slots = (size_t)m->o->downstream_slots;
+            size_t slots = d->slots;
             limit = d->held < slots ? slots - d->held : 0;
             if (limit > d->credit)
                 limit = d->credit;
@@ -893,8 +906,7 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     memset(m, 0, sizeof *m);
     m->o = o;
     m->t = t;
-    m->capacity =
-        (size_t)o->nslots + o->ndownstream * (size_t)(o->downstream_slots);
+    m->capacity = (size_t)(o->nslots > 0 ? o->nslots : 0); /* + registered */
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     m->bell = o->bell ? o->bell : &m->own_bell;
@@ -928,6 +940,10 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             goto out;
         }
     }
+    /* What the node (or the group) has, as its ranks registered. */
+    m->capacity = (size_t)(o->nslots > 0 ? o->nslots : 0);
+    for (size_t i = 0; i < o->ndownstream; i++)
+        m->capacity += m->down[i].slots;
     htex_msg_begin(&m->out, HTEX_MSG_REGISTER, 0);
     htex_msg_add_register(&m->out, o->rank, o->node, (uint32_t)m->capacity,
                           o->host ? o->host : "?", CPARSL_VERSION_STRING);

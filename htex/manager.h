@@ -31,7 +31,6 @@ typedef struct htex_mgr_opts {
     const int *downstream; /* endpoints of ranks this manager feeds */
     size_t ndownstream;
     int nslots;            /* slots run here */
-    int downstream_slots;  /* slots each downstream rank has */
     int prefetch;          /* tasks asked for beyond free slots */
     bool isolation;        /* run tasks in child processes */
     const htex_pin_t *pin; /* NULL: no pinning */

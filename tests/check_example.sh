@@ -105,4 +105,11 @@ insitu)
     fail "unknown mode"
     ;;
 esac
+# CPARSL_EXPECT_LAYOUT: a piece of the run log's layout line that must be
+# there ("4 node manager(s), 2 sub-interchange(s)"), so a run that quietly
+# fell back to another layout fails.
+if [[ -n ${CPARSL_EXPECT_LAYOUT:-} ]]; then
+    grep -qF "$CPARSL_EXPECT_LAYOUT" runinfo/*/cparsl.log ||
+        fail "the run log does not say '$CPARSL_EXPECT_LAYOUT'"
+fi
 echo "check_example: $mode: ok"

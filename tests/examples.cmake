@@ -53,6 +53,23 @@ if(CPARSL_BASH AND CPARSL_MPI_TESTS)
       ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${cparsl_launch_str}")
   endforeach()
 
+  # The same workflows behind sub-interchanges: 8 ranks as 4 emulated
+  # nodes, 2 to a tier (tests/tiers.yaml).
+  string(REPLACE ";" " " launch8
+         "${CPARSL_MPIEXEC};${MPIEXEC_NUMPROC_FLAG};8")
+  foreach(ex hello monte_carlo bash_pipeline sort_numbers)
+    set(extra)
+    if(ex STREQUAL "monte_carlo")
+      set(extra 20000)
+    endif()
+    add_test(NAME mpi.tiers.example.${ex}
+      COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${ex}
+              $<TARGET_FILE:${ex}> ${extra})
+    set_tests_properties(mpi.tiers.example.${ex} PROPERTIES TIMEOUT 180
+      LABELS mpi RUN_SERIAL TRUE
+      ENVIRONMENT "${CPARSL_MPI_TEST_ENV};CPARSL_LAUNCH=${launch8};CPARSL_CONFIG=${CMAKE_CURRENT_LIST_DIR}/tiers.yaml;CPARSL_EXPECT_LAYOUT=4 node manager(s), 2 sub-interchange(s)")
+  endforeach()
+
   # Embedding: 4 ranks (a 2-rank simulation and a 3-rank pilot sharing
   # rank 0) and 5 (2 and 4).
   if(TARGET insitu)

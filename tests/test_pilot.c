@@ -20,6 +20,9 @@
  *   signals              SIGTERM to every rank: orderly shutdown
  *   leftovers            a normal run (check_leftovers.sh checks after)
  *   app_mpi_init         the application initializes and finalizes MPI
+ *   tiers                3 emulated nodes (emulate_nodes_per_host 3) behind
+ *                        2 sub-interchanges (tier_size 2): every answer of
+ *                        100,000 tasks, and crashes with retries 0
  */
 #include <errno.h>
 #include <ftw.h>
@@ -150,7 +153,8 @@ static void remove_dir(void)
         nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static cparsl_config_t *make_config(const char *isolation, const char *affinity)
+static cparsl_config_t *make_config(const char *isolation, const char *affinity,
+                                    bool tiers)
 {
     cparsl_config_t *cfg = cparsl_config_create();
     cparsl_error_t err;
@@ -162,6 +166,8 @@ static cparsl_config_t *make_config(const char *isolation, const char *affinity)
         {"executors[0].isolation", isolation},
         {"executors[0].cpu_affinity", affinity},
         {"executors[0].start_timeout", "60"},
+        {"executors[0].emulate_nodes_per_host", tiers ? "3" : NULL},
+        {"executors[0].tier_size", tiers ? "2" : NULL},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         if (!kv[i].value)
@@ -893,6 +899,40 @@ static void case_leftovers(void)
     cparsl_future_decref(f);
 }
 
+static void case_tiers(void)
+{
+    check_capacity();
+    /* The log says how the pilot is laid out: the tiers must be there,
+     * or this case tests nothing new. */
+    char path[4200], line[512];
+    snprintf(path, sizeof path, "%s/cparsl.log", cparsl_run_dir());
+    FILE *fp = fopen(path, "r");
+    REQUIRE(fp != NULL, "cannot open %s", path);
+    int mgrs = -1, subs = -1;
+    while (fgets(line, sizeof line, fp)) {
+        const char *p = strstr(line, "extreme_scale: ");
+        if (p && sscanf(p,
+                        "extreme_scale: %*d ranks, %d node manager(s), %d "
+                        "sub-interchange(s)",
+                        &mgrs, &subs) == 2)
+            break;
+    }
+    fclose(fp);
+    CHECK(mgrs == 3 && subs == 2,
+          "layout: %d node managers and %d sub-interchanges, expected 3 "
+          "and 2",
+          mgrs, subs);
+    many_tasks("tiers");
+    long n = check_scale(4000), expect_crash = 0;
+    for (long i = 0; i < n; i++)
+        expect_crash += crashes(i);
+    long wrong = run_window("crashy", n, 0, 512, answer_crashy);
+    CHECK(wrong == 0,
+          "crashes through the tiers: %ld of %ld wrong (%ld "
+          "crash)",
+          wrong, n, expect_crash);
+}
+
 static void case_app_mpi_init(void)
 {
     check_capacity();
@@ -937,6 +977,7 @@ static const struct pcase cases[] = {
     {"spread_inrank", case_spread_inrank, "none", NULL, false, false},
     {"leftovers", case_leftovers, "process", NULL, false, false},
     {"app_mpi_init", case_app_mpi_init, "process", NULL, true, false},
+    {"tiers", case_tiers, "process", NULL, false, false},
     {NULL, NULL, NULL, NULL, false, false},
 };
 
@@ -970,7 +1011,8 @@ int main(int argc, char **argv)
     if (pc->pidfile)
         write_pid(rank);
 
-    cparsl_config_t *cfg = make_config(pc->isolation, pc->affinity);
+    cparsl_config_t *cfg = make_config(pc->isolation, pc->affinity,
+                                       strcmp(pc->name, "tiers") == 0);
     cparsl_error_t err;
     int rc = cparsl_init(&argc, &argv, cfg, &err);
     cparsl_config_destroy(cfg);

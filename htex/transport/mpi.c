@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,7 +39,9 @@
 #include "backoff.h"
 #include "mpi.h"
 
-#define MPI_TR_TAG           1 /* one tag; the duplicate communicator is ours */
+/* A message's tag is MPI_TR_TAG + the sender's port; the communicator is
+ * the receiver's port's own duplicate. */
+#define MPI_TR_TAG           1
 #define MPI_TR_MIN_SHIFT     8
 #define MPI_TR_NCLASS        15           /* 256 B .. 4 MiB */
 #define MPI_TR_POOL_BYTES    (16u << 20)  /* kept per class */
@@ -54,10 +57,20 @@ struct mbuf {
     alignas(max_align_t) unsigned char data[];
 };
 
+/* The communicators of a set of ports (see mpi.h): comms[p] carries the
+ * messages addressed to port p. */
+struct htex_mpi_ports {
+    MPI_Comm *comms;
+    int nports, nranks, rank;
+};
+
 struct mpi_tr {
     cparsl_transport_t base; /* first: the handle callers hold */
-    MPI_Comm comm;
-    int rank, size;
+    htex_mpi_ports_t *ports;
+    bool own_ports; /* made by htex_mpi_transport_create: freed with it */
+    MPI_Comm comm;  /* ports->comms[port]: where messages to us arrive */
+    int port;
+    int rank, size; /* our endpoint (port * nranks + rank) and the count */
 
     /* Sends in flight: parallel arrays, the requests contiguous for
      * MPI_Testsome. */
@@ -205,8 +218,10 @@ static int tr_send(cparsl_transport_t *t, int peer, void *buf, size_t len)
         return rc;
     }
     MPI_Request req;
-    int mrc = MPI_Isend(m->data, (int)len, MPI_BYTE, peer, MPI_TR_TAG, tr->comm,
-                        &req);
+    int nranks = tr->ports->nranks;
+    int mrc =
+        MPI_Isend(m->data, (int)len, MPI_BYTE, peer % nranks,
+                  MPI_TR_TAG + tr->port, tr->ports->comms[peer / nranks], &req);
     if (mrc != MPI_SUCCESS) {
         pool_put(tr, m);
         return mpi_fail(tr, NULL, mrc, "MPI_Isend");
@@ -307,7 +322,7 @@ static int tr_try_recv(cparsl_transport_t *t, int *peer, void **buf,
         int flag = 0;
         MPI_Status st;
         for (int k = 0; k < 2 && !flag; k++) {
-            int mrc = MPI_Improbe(MPI_ANY_SOURCE, MPI_TR_TAG, tr->comm, &flag,
+            int mrc = MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, tr->comm, &flag,
                                   &tr->rmsg, &st);
             if (mrc != MPI_SUCCESS)
                 return mpi_fail(tr, err, mrc, "MPI_Improbe");
@@ -317,7 +332,13 @@ static int tr_try_recv(cparsl_transport_t *t, int *peer, void **buf,
         if (MPI_Get_count(&st, MPI_BYTE, &tr->rcount) != MPI_SUCCESS ||
             tr->rcount < 0)
             tr->rcount = 0; /* cannot happen for MPI_BYTE */
-        tr->rsrc = st.MPI_SOURCE;
+        /* The sender's endpoint: its rank, on the port its tag names (a
+         * tag out of range cannot come from cparsl: it reads as an
+         * endpoint no one has, and the caller drops it as unknown). */
+        int sport = st.MPI_TAG - MPI_TR_TAG;
+        tr->rsrc = sport >= 0 && sport < tr->ports->nports
+                       ? sport * tr->ports->nranks + st.MPI_SOURCE
+                       : tr->size;
     }
     if (tr->rreq == MPI_REQUEST_NULL && (rc = start_recv(tr, err)) < 0)
         return rc;
@@ -400,7 +421,8 @@ static void tr_destroy(cparsl_transport_t *t)
                 MPI_Request_free(&tr->rreq);
             tr->rbuf = NULL;
         }
-        MPI_Comm_free(&tr->comm);
+        if (tr->own_ports)
+            htex_mpi_ports_destroy(tr->ports);
     } else {
         /* MPI is gone, and with it every request: the buffers are ours. */
         for (int i = 0; i < tr->nsend; i++)
@@ -415,6 +437,8 @@ static void tr_destroy(cparsl_transport_t *t)
             m = next;
         }
     }
+    if (fin && tr->own_ports)
+        htex_mpi_ports_destroy(tr->ports);
     free(tr->sreq);
     free(tr->sbuf);
     free(tr);
@@ -432,13 +456,8 @@ const struct cparsl_transport_ops htex_mpi_ops = {
     .destroy = tr_destroy,
 };
 
-int htex_mpi_transport_create(MPI_Comm comm, cparsl_transport_t **out,
-                              cparsl_error_t *err)
+static int mpi_running(cparsl_error_t *err)
 {
-    if (!out || comm == MPI_COMM_NULL)
-        return cparsl_error_set(err, -EINVAL,
-                                "mpi transport: no communicator given");
-    *out = NULL;
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
@@ -447,29 +466,106 @@ int htex_mpi_transport_create(MPI_Comm comm, cparsl_transport_t **out,
                                 "mpi transport: MPI is %s (the caller "
                                 "initializes MPI, the transport never does)",
                                 fin ? "finalized" : "not initialized");
+    return 0;
+}
+
+int htex_mpi_ports_create(MPI_Comm comm, int nports, htex_mpi_ports_t **out,
+                          cparsl_error_t *err)
+{
+    if (!out || comm == MPI_COMM_NULL || nports < 1 || nports > 64)
+        return cparsl_error_set(err, -EINVAL,
+                                "mpi transport: no communicator or a port "
+                                "count out of 1..64");
+    *out = NULL;
+    int rc = mpi_running(err);
+    if (rc < 0)
+        return rc;
+    htex_mpi_ports_t *ps = calloc(1, sizeof *ps);
+    MPI_Comm *comms = calloc((size_t)nports, sizeof *comms);
+    if (!ps || !comms) {
+        free(ps);
+        free(comms);
+        return cparsl_error_set(err, -ENOMEM, "mpi transport: no memory");
+    }
+    ps->comms = comms;
+    int mrc = MPI_SUCCESS;
+    for (; ps->nports < nports; ps->nports++) {
+        MPI_Comm *c = &comms[ps->nports];
+        if ((mrc = MPI_Comm_dup(comm, c)) != MPI_SUCCESS)
+            break;
+        if ((mrc = MPI_Comm_set_errhandler(*c, MPI_ERRORS_RETURN)) !=
+            MPI_SUCCESS) {
+            MPI_Comm_free(c);
+            break;
+        }
+        MPI_Comm_set_name(*c, "cparsl-htex");
+    }
+    if (mrc == MPI_SUCCESS &&
+        ((mrc = MPI_Comm_rank(comm, &ps->rank)) != MPI_SUCCESS ||
+         (mrc = MPI_Comm_size(comm, &ps->nranks)) != MPI_SUCCESS))
+        (void)0;
+    if (mrc != MPI_SUCCESS) {
+        rc = mpi_fail(NULL, err, mrc, "setting up the communicators");
+        htex_mpi_ports_destroy(ps);
+        return rc;
+    }
+    *out = ps;
+    return 0;
+}
+
+void htex_mpi_ports_destroy(htex_mpi_ports_t *ps)
+{
+    if (!ps)
+        return;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    for (int p = 0; !fin && p < ps->nports; p++)
+        MPI_Comm_free(&ps->comms[p]);
+    free(ps->comms);
+    free(ps);
+}
+
+int htex_mpi_transport_on(htex_mpi_ports_t *ports, int port,
+                          cparsl_transport_t **out, cparsl_error_t *err)
+{
+    if (!out || !ports || port < 0 || port >= ports->nports)
+        return cparsl_error_set(err, -EINVAL,
+                                "mpi transport: port %d out of range", port);
+    *out = NULL;
+    int rc = mpi_running(err);
+    if (rc < 0)
+        return rc;
     struct mpi_tr *tr = calloc(1, sizeof(*tr));
     if (!tr)
         return cparsl_error_set(err, -ENOMEM, "mpi transport: no memory");
     tr->base.ops = &htex_mpi_ops;
     tr->rmsg = MPI_MESSAGE_NULL;
     tr->rreq = MPI_REQUEST_NULL;
+    tr->ports = ports;
+    tr->port = port;
+    tr->comm = ports->comms[port];
+    tr->rank = port * ports->nranks + ports->rank;
+    tr->size = ports->nports * ports->nranks;
+    *out = &tr->base;
+    return 0;
+}
 
-    int mrc = MPI_Comm_dup(comm, &tr->comm);
-    if (mrc != MPI_SUCCESS) {
-        free(tr);
-        return mpi_fail(NULL, err, mrc, "MPI_Comm_dup");
-    }
-    if ((mrc = MPI_Comm_set_errhandler(tr->comm, MPI_ERRORS_RETURN)) !=
-            MPI_SUCCESS ||
-        (mrc = MPI_Comm_rank(tr->comm, &tr->rank)) != MPI_SUCCESS ||
-        (mrc = MPI_Comm_size(tr->comm, &tr->size)) != MPI_SUCCESS) {
-        int rc = mpi_fail(NULL, err, mrc, "setting up the communicator");
-        MPI_Comm_free(&tr->comm);
-        free(tr);
+int htex_mpi_transport_create(MPI_Comm comm, cparsl_transport_t **out,
+                              cparsl_error_t *err)
+{
+    if (!out || comm == MPI_COMM_NULL)
+        return cparsl_error_set(err, -EINVAL,
+                                "mpi transport: no communicator given");
+    *out = NULL;
+    htex_mpi_ports_t *ps;
+    int rc = htex_mpi_ports_create(comm, 1, &ps, err);
+    if (rc < 0)
+        return rc;
+    if ((rc = htex_mpi_transport_on(ps, 0, out, err)) < 0) {
+        htex_mpi_ports_destroy(ps);
         return rc;
     }
-    MPI_Comm_set_name(tr->comm, "cparsl-htex");
-    *out = &tr->base;
+    tr_of(*out)->own_ports = true;
     return 0;
 }
 

@@ -44,6 +44,30 @@ extern const struct cparsl_transport_ops htex_mpi_ops;
 int htex_mpi_transport_create(MPI_Comm comm, cparsl_transport_t **out,
                               cparsl_error_t *err);
 
+/*
+ * Ports: more than one endpoint per rank, each driven by its own thread
+ * (a sub-interchange beside its rank's node manager).  Endpoint
+ * port * nranks + rank is that rank's port; port 0's endpoints are the
+ * ranks themselves.  Each port has its own duplicate of 'comm' where the
+ * messages addressed to it arrive, and a message's tag names the port
+ * that sent it, so a port's transport probes only its own communicator
+ * and still knows every sender's endpoint.
+ *
+ * htex_mpi_ports_create duplicates 'comm' nports times (collective over
+ * comm, with the same nports everywhere); htex_mpi_transport_on makes
+ * the transport of one port on this rank (not collective; the ports
+ * outlive their transports); htex_mpi_ports_destroy frees the duplicates
+ * (collective).  htex_mpi_transport_create is the one-port case, its
+ * ports freed with it.
+ */
+typedef struct htex_mpi_ports htex_mpi_ports_t;
+
+int htex_mpi_ports_create(MPI_Comm comm, int nports, htex_mpi_ports_t **out,
+                          cparsl_error_t *err);
+int htex_mpi_transport_on(htex_mpi_ports_t *ports, int port,
+                          cparsl_transport_t **out, cparsl_error_t *err);
+void htex_mpi_ports_destroy(htex_mpi_ports_t *ports);
+
 /* Text of the last MPI failure seen by send or progress ("" if none). */
 const char *htex_mpi_transport_last_error(cparsl_transport_t *t);
 
