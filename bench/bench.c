@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <cparsl/cparsl.h>
+#include <cparsl/plugin.h>
 
 #include "alloc_count.h"
 
@@ -85,13 +86,19 @@ CPARSL_APP(bench_sum, app_sum, .data = NULL)
 
 /* ---- options ------------------------------------------------------------- */
 
-enum mode { MODE_THROUGHPUT = 1, MODE_LATENCY = 2, MODE_DAG = 4 };
-#define MODE_ALL (MODE_THROUGHPUT | MODE_LATENCY | MODE_DAG)
+enum mode {
+    MODE_THROUGHPUT = 1,
+    MODE_LATENCY = 2,
+    MODE_DAG = 4,
+    MODE_SCALE = 8
+};
+#define MODE_ALL (MODE_THROUGHPUT | MODE_LATENCY | MODE_DAG | MODE_SCALE)
 
 static const char *const mode_names[] = {
     [MODE_THROUGHPUT] = "throughput",
     [MODE_LATENCY] = "latency",
     [MODE_DAG] = "dag",
+    [MODE_SCALE] = "scale",
 };
 
 enum shape { SHAPE_CHAIN, SHAPE_FANIN };
@@ -128,7 +135,13 @@ struct opts {
     const char *config;
     const char *isolation; /* htex executors: "process" or "none" */
     uint64_t idle;         /* seconds to stay idle after the runs */
+    /* scale: emulated slots, each task's duration, managers' prefetch */
+    uint64_t slots, prefetch;
+    double duration;
+    bool window_set, duration_set;
 };
+
+#define EMU_SLOTS_PER_MANAGER 32
 
 static const char usage_text[] =
     "usage: cparsl-bench MODE [options]\n"
@@ -139,6 +152,11 @@ static const char usage_text[] =
     "  latency      sequential submit -> result round trips\n"
     "  dag          --shape chain (each task depends on the previous) or\n"
     "               --shape fanin (N independent tasks summed by one)\n"
+    "  scale        EMULATION: mpiexec -n R cparsl-bench scale --slots K\n"
+    "               --duration D: every rank but 0 runs a sub-interchange\n"
+    "               and plays K/32/(R-1) managers of 32 slots that hold\n"
+    "               each task D seconds (no processes); reports the\n"
+    "               dispatch rate and rank 0's memory per slot\n"
     "\n"
     "options:\n"
     "  --executor NAME  threadpool (the default), extreme_scale (the MPI\n"
@@ -149,7 +167,12 @@ static const char usage_text[] =
     "  --tasks N        tasks per timed run (default: throughput 200000,\n"
     "                   latency 20000, dag 100000)\n"
     "  --workers W      workers of the executor (default: the executor's)\n"
-    "  --window K       throughput: futures in flight (default 10000)\n"
+    "  --window K       throughput: futures in flight (default 10000);\n"
+    "                   scale: default 2 x slots\n"
+    "  --slots K        scale: emulated slots (default 1024), a multiple of\n"
+    "                   32 x (ranks - 1)\n"
+    "  --duration D     scale: seconds each task holds its slot (required)\n"
+    "  --prefetch P     scale: each emulated manager's prefetch (default 0)\n"
     "  --shape S        dag: chain or fanin (default chain)\n"
     "  --repeat R       timed runs in this process; adds a summary line\n"
     "  --warmup M       untimed tasks first (default min(N, 20000))\n"
@@ -205,7 +228,10 @@ enum opt_id {
     OPT_CONFIG,
     OPT_CPARSL_CONFIG,
     OPT_ISOLATION,
-    OPT_IDLE
+    OPT_IDLE,
+    OPT_SLOTS,
+    OPT_DURATION,
+    OPT_PREFETCH
 };
 
 static const struct {
@@ -213,16 +239,19 @@ static const struct {
     enum opt_id id;
     int modes; /* where it applies */
 } opt_table[] = {
-    {"--executor", OPT_EXECUTOR, MODE_ALL},
+    {"--executor", OPT_EXECUTOR, MODE_ALL & ~MODE_SCALE},
     {"--tasks", OPT_TASKS, MODE_ALL},
-    {"--workers", OPT_WORKERS, MODE_ALL},
-    {"--window", OPT_WINDOW, MODE_THROUGHPUT},
+    {"--workers", OPT_WORKERS, MODE_ALL & ~MODE_SCALE},
+    {"--window", OPT_WINDOW, MODE_THROUGHPUT | MODE_SCALE},
+    {"--slots", OPT_SLOTS, MODE_SCALE},
+    {"--duration", OPT_DURATION, MODE_SCALE},
+    {"--prefetch", OPT_PREFETCH, MODE_SCALE},
     {"--shape", OPT_SHAPE, MODE_DAG},
     {"--repeat", OPT_REPEAT, MODE_ALL},
     {"--warmup", OPT_WARMUP, MODE_ALL},
     {"--config", OPT_CONFIG, MODE_ALL},
     {"--cparsl-config", OPT_CPARSL_CONFIG, MODE_ALL},
-    {"--isolation", OPT_ISOLATION, MODE_ALL},
+    {"--isolation", OPT_ISOLATION, MODE_ALL & ~MODE_SCALE},
     {"--idle", OPT_IDLE, MODE_LATENCY},
 };
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
@@ -260,7 +289,27 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
         break;
     case OPT_WINDOW:
         o->window = parse_count(name, val, false);
+        o->window_set = true;
         break;
+    case OPT_SLOTS:
+        o->slots = parse_count(name, val, false);
+        break;
+    case OPT_PREFETCH:
+        o->prefetch = parse_count(name, val, true);
+        if (o->prefetch > 4096)
+            usage_error("%s: '%s' is too large (at most 4096)", name, val);
+        break;
+    case OPT_DURATION: {
+        char *end;
+        errno = 0;
+        o->duration = strtod(val, &end);
+        if (errno || end == val || *end || !(o->duration >= 0) ||
+            o->duration > 3600)
+            usage_error("%s needs seconds between 0 and 3600, got '%s'", name,
+                        val);
+        o->duration_set = true;
+        break;
+    }
     case OPT_SHAPE:
         if (strcmp(val, "chain") == 0)
             o->shape = SHAPE_CHAIN;
@@ -331,12 +380,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
         mode = a;
     }
     if (!mode)
-        usage_error("no mode given (expected throughput, latency or dag)");
-    for (int m = MODE_THROUGHPUT; m <= MODE_DAG; m <<= 1)
+        usage_error("no mode given (expected throughput, latency, dag or "
+                    "scale)");
+    for (int m = MODE_THROUGHPUT; m <= MODE_SCALE; m <<= 1)
         if (strcmp(mode, mode_names[m]) == 0)
             o->mode = (enum mode)m;
     if (!o->mode)
-        usage_error("unknown mode '%s' (expected throughput, latency or dag)",
+        usage_error("unknown mode '%s' (expected throughput, latency, dag or "
+                    "scale)",
                     mode);
 
     for (int i = 1; i < argc; i++) {
@@ -360,6 +411,19 @@ static void parse_args(int argc, char **argv, struct opts *o)
         set_option(o, opt_table[k].id, opt_table[k].name, val);
     }
 
+    if (o->mode == MODE_SCALE) {
+        if (!o->duration_set)
+            usage_error("scale needs --duration D (seconds a task holds its "
+                        "slot)");
+        if (!o->slots)
+            o->slots = 1024;
+        if (!o->window_set)
+            o->window = 2 * o->slots;
+        if (!o->tasks)
+            o->tasks = 4 * o->slots > 100000 ? 4 * o->slots : 100000;
+        o->ex = &exec_kinds[1]; /* extreme_scale */
+        o->isolation = "none";
+    }
     if (!o->tasks)
         o->tasks = o->mode == MODE_THROUGHPUT ? 200000
                    : o->mode == MODE_LATENCY  ? 20000
@@ -385,6 +449,7 @@ struct result {
     uint64_t allocs, frees;
     double allocs_per_task;
     double p50_us, p99_us, mean_us, min_us, max_us;
+    double cpu_s; /* scale: rank 0's CPU time (every thread) */
     int64_t answer, expected;
     char error[CPARSL_ERROR_TEXT];
 };
@@ -505,6 +570,35 @@ static void dag_run(enum shape shape, uint64_t n, struct result *r)
 
 /* ---- output -------------------------------------------------------------- */
 
+/* scale: rank 0's resident memory after cparsl_init and its peak since,
+ * from /proc/self/status (kB). */
+static struct {
+    long base_kib, hwm_kib;
+    int ranks;
+} mem;
+
+static double process_cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+static long status_kib(const char *field)
+{
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (fp && fgets(line, sizeof line, fp))
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    if (fp)
+        fclose(fp);
+    return v;
+}
+
 static void print_common(const struct opts *o, size_t workers)
 {
     printf("{\"mode\":\"%s\",\"executor\":\"%s\",\"isolation\":\"%s\","
@@ -512,8 +606,21 @@ static void print_common(const struct opts *o, size_t workers)
            mode_names[o->mode], o->ex->name,
            o->ex->isolation ? o->ex->isolation : o->isolation, o->tasks,
            workers);
-    if (o->mode == MODE_THROUGHPUT)
+    if (o->mode == MODE_THROUGHPUT || o->mode == MODE_SCALE)
         printf(",\"window\":%" PRIu64, o->window);
+    if (o->mode == MODE_SCALE)
+        printf(",\"emulation\":true,\"slots\":%" PRIu64 ",\"managers\":%" PRIu64
+               ",\"slots_per_manager\":%d"
+               ",\"sub_interchanges\":%d,\"duration_s\":%.6g"
+               ",\"offered_load_per_s\":%.1f,\"prefetch\":%" PRIu64
+               ",\"rank0_rss_base_kib\":%ld,\"rank0_hwm_kib\":%ld"
+               ",\"rank0_bytes_per_slot\":%.1f",
+               o->slots, o->slots / EMU_SLOTS_PER_MANAGER,
+               EMU_SLOTS_PER_MANAGER, mem.ranks - 1, o->duration,
+               o->duration > 0 ? (double)o->slots / o->duration : 0.0,
+               o->prefetch, mem.base_kib, mem.hwm_kib,
+               (double)(mem.hwm_kib - mem.base_kib) * 1024.0 /
+                   (double)o->slots);
     if (o->mode == MODE_DAG)
         printf(",\"shape\":\"%s\"", shape_names[o->shape]);
 }
@@ -529,6 +636,8 @@ static void print_run(const struct opts *o, size_t workers, uint64_t run,
         printf(",\"p50_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f,"
                "\"min_us\":%.2f,\"max_us\":%.2f",
                r->p50_us, r->p99_us, r->mean_us, r->min_us, r->max_us);
+    if (o->mode == MODE_SCALE)
+        printf(",\"rank0_cpu_s\":%.3f", r->cpu_s);
     if (o->mode == MODE_DAG)
         printf(",\"tasks_executed\":%" PRIu64 ",\"answer\":%" PRId64
                ",\"expected\":%" PRId64,
@@ -628,6 +737,36 @@ static cparsl_config_t *make_config(const struct opts *o)
     }
     if (rc == 0 && !o->ex->isolation)
         rc = set_key(cfg, "executors[0].isolation", o->isolation, &err);
+    if (rc == 0 && o->mode == MODE_SCALE) {
+        /* Every rank but 0 plays slots / 32 / (ranks - 1) managers. */
+        cparsl_launch_t l;
+        cparsl_launch_detect(&l);
+        uint64_t per = (uint64_t)EMU_SLOTS_PER_MANAGER * (uint64_t)(l.size - 1);
+        if (l.size < 2 || o->slots % per != 0) {
+            fprintf(stderr,
+                    "cparsl-bench: scale runs under mpiexec with at least 2 "
+                    "ranks, and --slots must be a multiple of 32 x (ranks - "
+                    "1) = %" PRIu64 " (got %" PRIu64 " on %d ranks)\n",
+                    per, o->slots, l.size);
+            cparsl_config_destroy(cfg);
+            exit(2);
+        }
+        struct {
+            const char *key;
+            char val[32];
+        } kv[5] = {{"executors[0].emulate_managers", ""},
+                   {"executors[0].emulate_slots", ""},
+                   {"executors[0].emulate_task_duration", ""},
+                   {"executors[0].prefetch", ""},
+                   /* the sub-interchanges' traffic, in rank.N.log */
+                   {"executors[0].manager_log_level", "info"}};
+        snprintf(kv[0].val, sizeof kv[0].val, "%" PRIu64, o->slots / per);
+        snprintf(kv[1].val, sizeof kv[1].val, "%d", EMU_SLOTS_PER_MANAGER);
+        snprintf(kv[2].val, sizeof kv[2].val, "%.9g", o->duration);
+        snprintf(kv[3].val, sizeof kv[3].val, "%" PRIu64, o->prefetch);
+        for (int i = 0; i < 5 && rc == 0; i++)
+            rc = set_key(cfg, kv[i].key, kv[i].val, &err);
+    }
     if (rc < 0) {
         cparsl_config_destroy(cfg);
         return NULL;
@@ -665,6 +804,12 @@ int main(int argc, char **argv)
         return cparsl_finalize(NULL) ? 1 : 0;
 
     size_t workers = cparsl_capacity();
+    if (o.mode == MODE_SCALE) {
+        cparsl_launch_t l;
+        cparsl_launch_detect(&l);
+        mem.ranks = l.size;
+        mem.base_kib = status_kib("VmRSS");
+    }
     /* The ring of futures in flight: never more than the tasks of a run. */
     size_t ring_n = (size_t)(o.window < o.tasks ? o.window : o.tasks);
     size_t warm_n = (size_t)(o.window < o.warmup ? o.window : o.warmup);
@@ -675,12 +820,13 @@ int main(int argc, char **argv)
     double *lat = NULL;
     struct result warm = {.ok = true};
     int status = 0;
-    if (o.mode == MODE_THROUGHPUT)
+    if (o.mode == MODE_THROUGHPUT || o.mode == MODE_SCALE)
         ring = calloc(ring_n > warm_n ? ring_n : warm_n, sizeof *ring);
     if (o.mode == MODE_LATENCY)
         lat = calloc((size_t)(o.tasks > o.warmup ? o.tasks : o.warmup),
                      sizeof *lat);
-    if (!rs || !scratch || (o.mode == MODE_THROUGHPUT && !ring) ||
+    if (!rs || !scratch ||
+        ((o.mode == MODE_THROUGHPUT || o.mode == MODE_SCALE) && !ring) ||
         (o.mode == MODE_LATENCY && !lat)) {
         fprintf(stderr, "cparsl-bench: out of memory for %" PRIu64 " tasks\n",
                 o.tasks);
@@ -691,7 +837,7 @@ int main(int argc, char **argv)
     /* Warm-up: fills the task free list, grows the queues to the window
      * and starts every thread, so the timed runs see the steady state. */
     if (o.warmup) {
-        if (o.mode == MODE_THROUGHPUT)
+        if (o.mode == MODE_THROUGHPUT || o.mode == MODE_SCALE)
             pipeline(o.warmup, ring, warm_n, &warm);
         else if (o.mode == MODE_LATENCY)
             latency_run(o.warmup, lat, &warm);
@@ -709,14 +855,16 @@ int main(int argc, char **argv)
         r->ok = true;
         r->executed = o.tasks;
         uint64_t a0 = bench_alloc_count(), f0 = bench_free_count();
+        double c0 = process_cpu_s();
         int64_t t0 = mono_ns();
-        if (o.mode == MODE_THROUGHPUT)
+        if (o.mode == MODE_THROUGHPUT || o.mode == MODE_SCALE)
             pipeline(o.tasks, ring, ring_n, r);
         else if (o.mode == MODE_LATENCY)
             latency_run(o.tasks, lat, r);
         else
             dag_run(o.shape, o.tasks, r);
         int64_t t1 = mono_ns();
+        r->cpu_s = process_cpu_s() - c0;
         r->allocs = bench_alloc_count() - a0;
         r->frees = bench_free_count() - f0;
         r->allocs_per_task = (double)r->allocs / (double)o.tasks;
@@ -733,6 +881,8 @@ int main(int argc, char **argv)
             r->min_us = lat[0];
             r->max_us = lat[o.tasks - 1];
         }
+        if (o.mode == MODE_SCALE)
+            mem.hwm_kib = status_kib("VmHWM");
         print_run(&o, workers, run + 1, r);
         if (!r->ok) {
             fprintf(stderr, "cparsl-bench: run %zu: %s\n", run + 1, r->error);

@@ -27,6 +27,7 @@
 
 #include "bell.h"
 #include "child.h"
+#include "emulate.h"
 #include "interchange.h"
 #include "log.h"
 #include "manager.h"
@@ -40,6 +41,10 @@ struct xs {
     int64_t workers_per_rank, prefetch, max_batch;
     int64_t tier_size;      /* node managers per sub-interchange */
     int64_t nodes_per_host; /* emulated nodes per shared-memory node */
+    /* Scale emulation (htex/emulate.h): each worker rank plays this many
+     * managers of emu_slots slots whose tasks take emu_duration s. */
+    int64_t emu_managers, emu_slots;
+    double emu_duration;
     bool isolation;
     double heartbeat_period, heartbeat_threshold, start_timeout;
     int manager_log_level; /* -1: worker ranks write no log file */
@@ -425,6 +430,9 @@ static const char *const xs_keys[] = {
     "manager_log_level",
     "tier_size",
     "emulate_nodes_per_host",
+    "emulate_managers",
+    "emulate_slots",
+    "emulate_task_duration",
     NULL,
 };
 
@@ -463,6 +471,12 @@ static int xs_configure(const cparsl_cnode_t *node,
                                err)) < 0 ||
         (rc = cparsl_cnode_int(node, "emulate_nodes_per_host", 1, 1, 1 << 20,
                                &x->nodes_per_host, err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "emulate_managers", 0, 0, 16384,
+                               &x->emu_managers, err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "emulate_slots", 32, 1, 4096,
+                               &x->emu_slots, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "emulate_task_duration", 0.01, 0, 3600,
+                                  &x->emu_duration, err)) < 0 ||
         (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
         htex_pin_free(&x->pin);
         free(x);
@@ -494,9 +508,15 @@ static int xs_configure(const cparsl_cnode_t *node,
 static int transports_open(struct xs *x, const struct layout *L,
                            cparsl_error_t *err)
 {
-    int rc = htex_mpi_ports_create(x->world, L->tiers ? 2 : 1, &x->ports, err);
+    bool emu = x->emu_managers > 0;
+    int rc = htex_mpi_ports_create(x->world, L->tiers || emu ? 2 : 1, &x->ports,
+                                   err);
     if (rc < 0)
         return rc;
+    if (emu && htex_mpi_ports_virtual(x->ports, (int)x->emu_managers) < 0)
+        return cparsl_error_set(err, -EINVAL,
+                                "emulate_managers %lld: too many ports",
+                                (long long)x->emu_managers);
     return htex_mpi_transport_on(x->ports, 0, &x->t, err);
 }
 
@@ -531,7 +551,21 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
     /* With tiers rank 0 serves the sub-interchanges (port 1 of each
      * group's leader), never the node managers themselves. */
     int *eps = L.managers, neps = L.nmanagers;
-    if (L.tiers) {
+    if (x->emu_managers > 0) {
+        /* every worker rank runs a sub-interchange for its emulated
+         * managers */
+        neps = x->size - 1;
+        free(L.leaders);
+        eps = L.leaders = malloc((size_t)neps * sizeof *eps);
+        if (!eps) {
+            rc = cparsl_error_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        for (int r = 1; r < x->size; r++)
+            eps[r - 1] = x->size + r;
+        L.nleaders = neps;
+        L.tiers = true;
+    } else if (L.tiers) {
         for (int g = 0; g < L.nleaders; g++)
             L.leaders[g] += x->size;
         eps = L.leaders;
@@ -562,11 +596,20 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
                               x->start_timeout);
         goto out;
     }
-    CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
-               "%d ranks, %d node manager(s), %d sub-interchange(s), %zu "
-               "slots, isolation %s",
-               x->size, L.nmanagers, L.tiers ? L.nleaders : 0,
-               htex_ix_capacity(x->ix), x->isolation ? "process" : "none");
+    if (x->emu_managers > 0)
+        CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
+                   "%d ranks, EMULATION: %d sub-interchange(s), each serving "
+                   "%lld emulated managers of %lld slots (tasks held %g s), "
+                   "%zu slots",
+                   x->size, neps, (long long)x->emu_managers,
+                   (long long)x->emu_slots, x->emu_duration,
+                   htex_ix_capacity(x->ix));
+    else
+        CPARSL_LOG(CPARSL_LOG_INFO, "extreme_scale",
+                   "%d ranks, %d node manager(s), %d sub-interchange(s), %zu "
+                   "slots, isolation %s",
+                   x->size, L.nmanagers, L.tiers ? L.nleaders : 0,
+                   htex_ix_capacity(x->ix), x->isolation ? "process" : "none");
 out:
     layout_free(&L);
     if (rc < 0) {
@@ -617,28 +660,28 @@ static void *subix_main(void *arg)
     return NULL;
 }
 
-static int subix_start(struct subix *sub, const struct layout *L,
-                       const char *host, cparsl_error_t *err)
+static int subix_start(struct subix *sub, const int *group, int ngroup,
+                       int node, const char *host, cparsl_error_t *err)
 {
     struct xs *x = sub->x;
     int rc = htex_mpi_transport_on(x->ports, 1, &sub->t, err);
     if (rc < 0)
         return rc;
-    sub->down = malloc((size_t)L->ngroup * sizeof *sub->down);
+    sub->down = malloc((size_t)ngroup * sizeof *sub->down);
     if (!sub->down)
         return cparsl_error_set(err, -ENOMEM, "out of memory");
-    memcpy(sub->down, L->group, (size_t)L->ngroup * sizeof *sub->down);
+    memcpy(sub->down, group, (size_t)ngroup * sizeof *sub->down);
     snprintf(sub->host, sizeof sub->host, "%s", host);
     sub->o = (htex_mgr_opts_t){
         .upstream = 0,
         .downstream = sub->down,
-        .ndownstream = (size_t)L->ngroup,
+        .ndownstream = (size_t)ngroup,
         .nslots = 0,
         /* every manager's window, so each can be topped up at once */
-        .prefetch = (int)(x->prefetch * L->ngroup),
+        .prefetch = (int)(x->prefetch * ngroup),
         .isolation = x->isolation,
         .rank = x->rank,
-        .node = L->node,
+        .node = node,
         .manager_id = x->rank,
         .host = sub->host,
         .block_id = "0",
@@ -654,6 +697,40 @@ static int subix_start(struct subix *sub, const struct layout *L,
     }
     sub->started = true;
     return 0;
+}
+
+/* Scale emulation: this rank's sub-interchange (port 1) serves its
+ * emulated managers (virtual ports 2 ...), which this thread plays. */
+static int emulate(struct xs *x, struct subix *sub, const struct layout *L,
+                   const char *host, cparsl_error_t *err)
+{
+    int n = (int)x->emu_managers;
+    int *eps = malloc((size_t)n * sizeof *eps);
+    if (!eps)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        eps[i] = (2 + i) * x->size + x->rank;
+    int rc = subix_start(sub, eps, n, L->node, host, err);
+    if (rc == 0) {
+        htex_emu_opts_t eo = {
+            .upstream = x->size + x->rank,
+            .eps = eps,
+            .nmanagers = (size_t)n,
+            .slots = (uint32_t)x->emu_slots,
+            .prefetch = (uint32_t)x->prefetch,
+            .duration = x->emu_duration,
+            .heartbeat_period = x->heartbeat_period,
+            .max_batch = (uint32_t)x->max_batch,
+            .rank = x->rank,
+            .node = L->node,
+            .host = host,
+            .send_from = htex_mpi_transport_send_from,
+            .last_dst = htex_mpi_transport_last_dst,
+        };
+        rc = htex_emulate_run(x->t, &eo, err);
+    }
+    free(eps);
+    return rc;
 }
 
 static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
@@ -722,13 +799,19 @@ static int xs_serve(cparsl_executor_t *ex, cparsl_error_t *err)
         .down_bells = is_manager && L.peer_bells ? L.peer_bells + 1 : NULL,
     };
     struct subix sub = {.x = x};
+    if (x->emu_managers > 0) {
+        rc = emulate(x, &sub, &L, host, err);
+        goto done;
+    }
     if (L.group) {
-        if ((rc = subix_start(&sub, &L, host, err)) < 0) {
+        if ((rc = subix_start(&sub, L.group, L.ngroup, L.node, host, err)) <
+            0) {
             layout_free(&L);
             return rc;
         }
     }
     rc = htex_manager_run(x->t, &mo, err);
+done:
     if (sub.started) {
         pthread_join(sub.th, NULL);
         if (sub.rc < 0 && rc == 0) {
@@ -798,6 +881,15 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
     /* Only this thread sets x->ix, so reading it here needs no lock. */
     if (x->ix) {
         rc = htex_ix_shutdown(x->ix, 60, err);
+        htex_ix_stats_t st;
+        htex_ix_stats(x->ix, &st);
+        CPARSL_LOG(
+            CPARSL_LOG_INFO, "interchange",
+            "%llu tasks dispatched, %llu completed; %llu messages in "
+            "(%llu bytes), %llu out (%llu bytes)",
+            (unsigned long long)st.dispatched, (unsigned long long)st.completed,
+            (unsigned long long)st.msgs_in, (unsigned long long)st.bytes_in,
+            (unsigned long long)st.msgs_out, (unsigned long long)st.bytes_out);
         if (rc == 0)
             drop_ix(x);
     }

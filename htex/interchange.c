@@ -111,6 +111,7 @@ struct htex_ix {
 
     _Atomic size_t outstanding;
     _Atomic uint64_t dispatched, completed, bad_messages, stale_results;
+    _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -228,6 +229,8 @@ static void bad_message(htex_ix_t *ix, int peer, const char *why)
 
 static int send_buf(htex_ix_t *ix, int ep, const htex_buf_t *b, size_t len)
 {
+    atomic_fetch_add_explicit(&ix->msgs_out, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ix->bytes_out, len, memory_order_relaxed);
     void *m = ix->t->ops->msg_alloc(ix->t, len);
     if (!m)
         return -ENOMEM;
@@ -551,6 +554,8 @@ static bool ix_turn(htex_ix_t *ix)
         }
         if (rc == 0)
             break;
+        atomic_fetch_add_explicit(&ix->msgs_in, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ix->bytes_in, len, memory_order_relaxed);
         on_message(ix, peer, buf, len);
         ix->t->ops->msg_free(ix->t, buf);
         did = true;
@@ -848,6 +853,10 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out)
     out->dispatched = atomic_load(&ix->dispatched);
     out->completed = atomic_load(&ix->completed);
     out->bad_messages = atomic_load(&ix->bad_messages);
+    out->msgs_in = atomic_load(&ix->msgs_in);
+    out->msgs_out = atomic_load(&ix->msgs_out);
+    out->bytes_in = atomic_load(&ix->bytes_in);
+    out->bytes_out = atomic_load(&ix->bytes_out);
     out->stale_results = atomic_load(&ix->stale_results);
     pthread_mutex_lock(&ix->mu);
     out->managers_registered = ix->nregistered;

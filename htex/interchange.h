@@ -44,6 +44,8 @@ typedef struct htex_ix_opts {
 
 typedef struct htex_ix_stats {
     uint64_t dispatched, completed, bad_messages, stale_results;
+    /* traffic: messages and bytes received and sent */
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
     size_t managers_registered, slots;
 } htex_ix_stats_t;
 

@@ -109,6 +109,7 @@ struct mgr {
     htex_buf_t out;
     bool stopping;
     uint64_t bad_messages;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
 
 /* ---- task objects ----------------------------------------------------------
@@ -481,6 +482,8 @@ static size_t want_now(struct mgr *m)
 
 static int send_copy(struct mgr *m, int ep, const void *p, size_t len)
 {
+    m->msgs_out++;
+    m->bytes_out += len;
     void *buf = m->t->ops->msg_alloc(m->t, len);
     if (!buf)
         return -ENOMEM;
@@ -669,6 +672,8 @@ static bool receive(struct mgr *m)
         if (rc == 0)
             break;
         did = true;
+        m->msgs_in++;
+        m->bytes_in += len;
         htex_reader_t r;
         if (htex_msg_open(&r, buf, len, &err) < 0) {
             bad(m, peer, err.text);
@@ -1022,6 +1027,13 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
         struct timespec ts = {0, 50000};
         nanosleep(&ts, NULL);
     }
+    CPARSL_LOG(CPARSL_LOG_INFO, "manager",
+               "rank %d (%s): %llu messages in (%llu bytes), %llu out (%llu "
+               "bytes)",
+               o->rank, o->nslots > 0 ? "manager" : "sub-interchange",
+               (unsigned long long)m->msgs_in, (unsigned long long)m->bytes_in,
+               (unsigned long long)m->msgs_out,
+               (unsigned long long)m->bytes_out);
     if (m->bad_messages)
         CPARSL_LOG(CPARSL_LOG_WARN, "manager",
                    "rank %d dropped %llu bad messages", o->rank,

@@ -129,6 +129,30 @@ cparsl_bench_test(missing_value ARGS throughput --window RC 2 LINES 0
   STDERR "--window needs a value")
 cparsl_bench_test(no_mode ARGS --tasks 5 RC 2 LINES 0 STDERR "no mode given")
 
+# scale: the emulation (128 slots = 4 emulated managers behind the 2
+# sub-interchanges of a 3-rank job) must run, label itself and report
+# rank 0's memory; its bad arguments exit 2 before anything starts.
+if(CPARSL_MPI_TESTS AND Python3_Interpreter_FOUND)
+  add_test(NAME bench.scale
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/bench_check.py
+            --rc 0 --lines 1
+            --require emulation,slots,managers,sub_interchanges,duration_s,offered_load_per_s,rank0_bytes_per_slot,rank0_cpu_s,tasks_per_s
+            --equal emulation=true --equal slots=128 --equal managers=4
+            --equal sub_interchanges=2 --equal ok=true --equal tasks=3000
+            -- ${CPARSL_MPIEXEC} ${MPIEXEC_NUMPROC_FLAG} 3
+            $<TARGET_FILE:cparsl-bench> scale --slots 128 --duration 0.002
+            --tasks 3000 --warmup 0
+    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(bench.scale PROPERTIES TIMEOUT 120
+    ENVIRONMENT "${CPARSL_MPI_TEST_ENV}" LABELS "bench;mpi" RUN_SERIAL TRUE)
+endif()
+cparsl_bench_test(scale_no_duration ARGS scale --slots 64 RC 2 LINES 0
+  STDERR "scale needs --duration")
+cparsl_bench_test(scale_not_mpi ARGS scale --slots 64 --duration 0.1 RC 2
+  LINES 0 STDERR "--slots must be a multiple of 32 x (ranks - 1)")
+cparsl_bench_test(scale_workers ARGS scale --duration 1 --workers 2 RC 2
+  LINES 0 STDERR "option --workers does not apply to mode scale")
+
 # The checker: runs the bench and judges its exit status, stdout and stderr.
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/bench_check.py [=[
 """bench_check.py - run cparsl-bench and check what it prints (generated

@@ -62,7 +62,19 @@ struct mbuf {
 struct htex_mpi_ports {
     MPI_Comm *comms;
     int nports, nranks, rank;
+    int nvirtual; /* ports past nports: they all arrive on comms[0] */
 };
+
+/* Tag of a message from port 'src' to port 'dst': the sender's port in
+ * the low 15 bits; a virtual destination port above them (a real one is
+ * known from the communicator the message arrives on). */
+#define PORT_BITS 15
+#define PORT_MAX  ((1 << PORT_BITS) - 1)
+
+static int port_tag(const htex_mpi_ports_t *ps, int src, int dst)
+{
+    return MPI_TR_TAG + src + (dst >= ps->nports ? dst << PORT_BITS : 0);
+}
 
 struct mpi_tr {
     cparsl_transport_t base; /* first: the handle callers hold */
@@ -71,6 +83,7 @@ struct mpi_tr {
     MPI_Comm comm;  /* ports->comms[port]: where messages to us arrive */
     int port;
     int rank, size; /* our endpoint (port * nranks + rank) and the count */
+    int rdst;       /* endpoint the message in progress was sent to */
 
     /* Sends in flight: parallel arrays, the requests contiguous for
      * MPI_Testsome. */
@@ -200,9 +213,18 @@ static int grow_sends(struct mpi_tr *tr)
     return 0;
 }
 
+static int send_from(struct mpi_tr *tr, int src_port, int peer, void *buf,
+                     size_t len);
+
 static int tr_send(cparsl_transport_t *t, int peer, void *buf, size_t len)
 {
     struct mpi_tr *tr = tr_of(t);
+    return send_from(tr, tr->port, peer, buf, len);
+}
+
+static int send_from(struct mpi_tr *tr, int src_port, int peer, void *buf,
+                     size_t len)
+{
     if (!buf)
         return -EINVAL;
     struct mbuf *m = buf_of(buf);
@@ -218,10 +240,11 @@ static int tr_send(cparsl_transport_t *t, int peer, void *buf, size_t len)
         return rc;
     }
     MPI_Request req;
-    int nranks = tr->ports->nranks;
-    int mrc =
-        MPI_Isend(m->data, (int)len, MPI_BYTE, peer % nranks,
-                  MPI_TR_TAG + tr->port, tr->ports->comms[peer / nranks], &req);
+    const htex_mpi_ports_t *ps = tr->ports;
+    int dport = peer / ps->nranks;
+    int mrc = MPI_Isend(m->data, (int)len, MPI_BYTE, peer % ps->nranks,
+                        port_tag(ps, src_port, dport),
+                        ps->comms[dport < ps->nports ? dport : 0], &req);
     if (mrc != MPI_SUCCESS) {
         pool_put(tr, m);
         return mpi_fail(tr, NULL, mrc, "MPI_Isend");
@@ -335,10 +358,17 @@ static int tr_try_recv(cparsl_transport_t *t, int *peer, void **buf,
         /* The sender's endpoint: its rank, on the port its tag names (a
          * tag out of range cannot come from cparsl: it reads as an
          * endpoint no one has, and the caller drops it as unknown). */
-        int sport = st.MPI_TAG - MPI_TR_TAG;
-        tr->rsrc = sport >= 0 && sport < tr->ports->nports
-                       ? sport * tr->ports->nranks + st.MPI_SOURCE
+        const htex_mpi_ports_t *ps = tr->ports;
+        int tag = st.MPI_TAG - MPI_TR_TAG;
+        int sport = tag >= 0 ? tag & PORT_MAX : -1;
+        int dport = tag >= 0 ? tag >> PORT_BITS : 0;
+        int nall = ps->nports + ps->nvirtual;
+        tr->rsrc = sport >= 0 && sport < nall
+                       ? sport * ps->nranks + st.MPI_SOURCE
                        : tr->size;
+        tr->rdst = (dport >= ps->nports && dport < nall ? dport : tr->port) *
+                       ps->nranks +
+                   ps->rank;
     }
     if (tr->rreq == MPI_REQUEST_NULL && (rc = start_recv(tr, err)) < 0)
         return rc;
@@ -545,7 +575,7 @@ int htex_mpi_transport_on(htex_mpi_ports_t *ports, int port,
     tr->port = port;
     tr->comm = ports->comms[port];
     tr->rank = port * ports->nranks + ports->rank;
-    tr->size = ports->nports * ports->nranks;
+    tr->size = (ports->nports + ports->nvirtual) * ports->nranks;
     *out = &tr->base;
     return 0;
 }
@@ -567,6 +597,32 @@ int htex_mpi_transport_create(MPI_Comm comm, cparsl_transport_t **out,
     }
     tr_of(*out)->own_ports = true;
     return 0;
+}
+
+int htex_mpi_ports_virtual(htex_mpi_ports_t *ports, int nvirtual)
+{
+    if (!ports || nvirtual < 0 || ports->nports + nvirtual > PORT_MAX)
+        return -EINVAL;
+    ports->nvirtual = nvirtual;
+    return 0;
+}
+
+int htex_mpi_transport_send_from(cparsl_transport_t *t, int from, int peer,
+                                 void *buf, size_t len)
+{
+    struct mpi_tr *tr = tr_of(t);
+    const htex_mpi_ports_t *ps = tr->ports;
+    if (from % ps->nranks != ps->rank || from / ps->nranks < ps->nports ||
+        from >= tr->size) {
+        tr_msg_free(t, buf);
+        return -EINVAL;
+    }
+    return send_from(tr, from / ps->nranks, peer, buf, len);
+}
+
+int htex_mpi_transport_last_dst(cparsl_transport_t *t)
+{
+    return tr_of(t)->rdst;
 }
 
 const char *htex_mpi_transport_last_error(cparsl_transport_t *t)

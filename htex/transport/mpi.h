@@ -68,6 +68,23 @@ int htex_mpi_transport_on(htex_mpi_ports_t *ports, int port,
                           cparsl_transport_t **out, cparsl_error_t *err);
 void htex_mpi_ports_destroy(htex_mpi_ports_t *ports);
 
+/*
+ * Virtual ports, for the scale emulation (htex/emulate.h): ports nports ..
+ * nports+nvirtual-1 of every rank have no communicator of their own; what
+ * is sent to them arrives at that rank's port 0, where
+ * htex_mpi_transport_last_dst says which of them a message was for, and
+ * htex_mpi_transport_send_from sends as one of them.  Set right after
+ * htex_mpi_ports_create, to the same count on every rank (it widens the
+ * endpoint numbering: (nports + nvirtual) * nranks endpoints); at most
+ * 32,767 ports in all.  0 or -EINVAL.
+ */
+int htex_mpi_ports_virtual(htex_mpi_ports_t *ports, int nvirtual);
+/* Send as 'from', a virtual port of this rank (else -EINVAL, buf freed). */
+int htex_mpi_transport_send_from(cparsl_transport_t *t, int from, int peer,
+                                 void *buf, size_t len);
+/* The endpoint the message try_recv returned last was sent to. */
+int htex_mpi_transport_last_dst(cparsl_transport_t *t);
+
 /* Text of the last MPI failure seen by send or progress ("" if none). */
 const char *htex_mpi_transport_last_error(cparsl_transport_t *t);
 
