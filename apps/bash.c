@@ -332,17 +332,18 @@ static int fail_tail(cparsl_exec_t *e, int code, const char *tail,
                      size_t tail_len, const char *fmt, ...)
 {
     va_list ap;
+    cparsl_error_t *err = cparsl_exec_err(e);
     va_start(ap, fmt);
-    cparsl_error_vset(&e->error, code, fmt, ap);
+    cparsl_error_vset(err, code, fmt, ap);
     va_end(ap);
     if (tail_len == 0)
-        return e->error.code;
+        return err->code;
 
-    char *text = e->error.text;
+    char *text = err->text;
     size_t len = strlen(text);
-    if (len + 8 >= sizeof e->error.text)
-        return e->error.code;
-    size_t room = sizeof e->error.text - len - 3; /* ": " and the NUL */
+    if (len + 8 >= sizeof err->text)
+        return err->code;
+    size_t room = sizeof err->text - len - 3; /* ": " and the NUL */
     memcpy(text + len, ": ", 2);
     len += 2;
     if (tail_len > room) {
@@ -357,7 +358,7 @@ static int fail_tail(cparsl_exec_t *e, int code, const char *tail,
     }
     memcpy(text + len, tail, tail_len);
     text[len + tail_len] = '\0';
-    return e->error.code;
+    return err->code;
 }
 
 /* After exit 0, Parsl's rule: every declared output must exist. */
@@ -397,9 +398,9 @@ static int classify(cparsl_exec_t *e, struct bash_proc *p, int status)
     int code = WEXITSTATUS(status);
     if (code == 0) {
         if (check_outputs(e) < 0)
-            return e->error.code;
+            return cparsl_exec_code(e);
         e->result = cparsl_int(0);
-        cparsl_error_clear(&e->error);
+        cparsl_exec_clear_error(e);
         return 0;
     }
     tn = stderr_tail(e, p, tail, sizeof tail);
@@ -470,15 +471,16 @@ static int bash_run(cparsl_exec_t *e)
     memset(&ru, 0, sizeof ru);
     e->exit_code = -1;
     e->term_signal = 0;
-    cparsl_error_clear(&e->error);
+    cparsl_exec_clear_error(e);
 
     if (e->args.app == NULL || e->args.app->command == NULL)
         return cparsl_exec_fail(e, -EINVAL, "bash app '%s' has no command",
                                 app_name(e));
-    if (cparsl__bash_render(e->args.app->command, &e->args, &cmd, &e->error) <
-        0) {
-        cparsl_error_prefix(&e->error, "bash app '%s'", app_name(e));
-        return e->error.code;
+    cparsl_error_t rerr;
+    if (cparsl__bash_render(e->args.app->command, &e->args, &cmd, &rerr) < 0) {
+        cparsl_error_prefix(&rerr, "bash app '%s'", app_name(e));
+        cparsl_exec_set_error(e, &rerr);
+        return rerr.code;
     }
     if (open_streams(e, &p) < 0)
         goto out;
@@ -518,7 +520,7 @@ out:
     cparsl__close_fd(&p.out_fd);
     cparsl__close_fd(&p.err_fd);
     free(cmd);
-    return e->error.code;
+    return cparsl_exec_code(e);
 }
 
 static int bash_check(const cparsl_app_t *app, cparsl_error_t *err)

@@ -17,19 +17,23 @@ static int capp_check(const cparsl_app_t *app, cparsl_error_t *err)
 static int capp_run(cparsl_exec_t *e)
 {
     const cparsl_app_t *app = e->args.app;
-    int rc = app->fn(&e->args, &e->result, &e->error);
-    if (rc < 0 && e->error.code == 0)
-        cparsl_error_set(&e->error, rc, "app '%s' failed: %s", app->name,
+    /* The app writes a full cparsl_error_t; the try keeps one only when it
+     * failed (cparsl_exec_t.error). */
+    cparsl_error_t err;
+    err.code = 0;
+    err.text[0] = '\0';
+    int rc = app->fn(&e->args, &e->result, &err);
+    if (rc < 0 && err.code == 0)
+        cparsl_error_set(&err, rc, "app '%s' failed: %s", app->name,
                          cparsl_strerror(rc));
-    else if (rc >= 0 && e->error.code != 0)
-        rc = e->error.code; /* an error set but 0 returned still fails */
-    if (e->error.code) {
+    if (err.code) { /* an error set but 0 returned still fails */
         cparsl_value_clear(&e->result);
-        if (e->error.text[0] == '\0')
-            cparsl_error_set(&e->error, e->error.code, "app '%s' failed: %s",
-                             app->name, cparsl_strerror(e->error.code));
+        if (err.text[0] == '\0')
+            cparsl_error_set(&err, err.code, "app '%s' failed: %s", app->name,
+                             cparsl_strerror(err.code));
+        cparsl_exec_set_error(e, &err);
     }
-    return e->error.code;
+    return err.code;
 }
 
 const struct cparsl_app_kind cparsl_appkind_c = {

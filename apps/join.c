@@ -22,11 +22,16 @@ static int join_check(const cparsl_app_t *app, cparsl_error_t *err)
 static int join_run(cparsl_exec_t *e)
 {
     const cparsl_app_t *app = e->args.app;
-    int rc = app->join(&e->args, &e->join, &e->error);
-    if (rc < 0 && e->error.code == 0)
-        cparsl_error_set(&e->error, rc, "join app '%s' failed: %s", app->name,
+    cparsl_error_t err;
+    err.code = 0;
+    err.text[0] = '\0';
+    int rc = app->join(&e->args, &e->join, &err);
+    if (rc < 0 && err.code == 0)
+        cparsl_error_set(&err, rc, "join app '%s' failed: %s", app->name,
                          cparsl_strerror(rc));
-    return e->error.code;
+    if (err.code)
+        cparsl_exec_set_error(e, &err);
+    return err.code;
 }
 
 const struct cparsl_app_kind cparsl_appkind_join = {

@@ -168,7 +168,7 @@ static const char usage_text[] =
     "                   latency 20000, dag 100000)\n"
     "  --workers W      workers of the executor (default: the executor's)\n"
     "  --window K       throughput: futures in flight (default 10000);\n"
-    "                   scale: default 2 x slots\n"
+    "                   scale: default the slots (one task each)\n"
     "  --slots K        scale: emulated slots (default 1024), a multiple of\n"
     "                   32 x (ranks - 1)\n"
     "  --duration D     scale: seconds each task holds its slot (required)\n"
@@ -417,8 +417,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
                         "slot)");
         if (!o->slots)
             o->slots = 1024;
-        if (!o->window_set)
-            o->window = 2 * o->slots;
+        if (!o->window_set) /* one task per slot: all a busy slot needs */
+            o->window = o->slots;
         if (!o->tasks)
             o->tasks = 4 * o->slots > 100000 ? 4 * o->slots : 100000;
         o->ex = &exec_kinds[1]; /* extreme_scale */

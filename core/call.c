@@ -221,14 +221,15 @@ int cparsl_call_output(cparsl_call_t *c, const char *path)
                                         : 0;
 }
 
-static int set_stream(cparsl_call_t *c, char **slot, int *mode,
+/* *slot is the task's own copy (freed with the task). */
+static int set_stream(cparsl_call_t *c, const char **slot, int *mode,
                       const char *path, int m, const char *which)
 {
     if (m != CPARSL_APPEND && m != CPARSL_TRUNCATE)
         return call_fail(c, -EINVAL,
                          "%s mode %d: use CPARSL_APPEND or CPARSL_TRUNCATE",
                          which, m);
-    free(*slot);
+    free((char *)*slot);
     *slot = NULL;
     if (path && !(*slot = strdup(path)))
         return call_fail(c, -ENOMEM, "out of memory");
@@ -239,19 +240,15 @@ static int set_stream(cparsl_call_t *c, char **slot, int *mode,
 int cparsl_call_stdout(cparsl_call_t *c, const char *path, int mode)
 {
     cparsl__task_t *t = (cparsl__task_t *)c;
-    int rc = set_stream(c, &t->stdout_path, &t->exec.stdout_mode, path, mode,
-                        "stdout");
-    t->exec.stdout_path = t->stdout_path;
-    return rc;
+    return set_stream(c, &t->exec.stdout_path, &t->exec.stdout_mode, path, mode,
+                      "stdout");
 }
 
 int cparsl_call_stderr(cparsl_call_t *c, const char *path, int mode)
 {
     cparsl__task_t *t = (cparsl__task_t *)c;
-    int rc = set_stream(c, &t->stderr_path, &t->exec.stderr_mode, path, mode,
-                        "stderr");
-    t->exec.stderr_path = t->stderr_path;
-    return rc;
+    return set_stream(c, &t->exec.stderr_path, &t->exec.stderr_mode, path, mode,
+                      "stderr");
 }
 
 int cparsl_call_walltime(cparsl_call_t *c, double seconds)

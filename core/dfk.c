@@ -405,8 +405,7 @@ static void flush_launches(cparsl__dfk_t *d)
              * retried, perhaps elsewhere). */
             for (size_t k = 0; k < b->n; k++) {
                 cparsl_exec_t *e = b->v[k];
-                cparsl_error_set(&e->error, rc,
-                                 "executor '%s' refused the task: %s",
+                cparsl_exec_fail(e, rc, "executor '%s' refused the task: %s",
                                  ex->label, cparsl_strerror(rc));
                 cparsl__dfk_post(d, task_of_exec(e), EV_DONE);
             }
@@ -503,7 +502,8 @@ static void app_ready(cparsl__dfk_t *d, cparsl__task_t *t)
     prepare_exec(t);
     if (cparsl_exec_check_signature(&t->exec) < 0) {
         /* A type mismatch is the same on every try: no retry. */
-        fail_task(d, t, CPARSL_FAILED, t->exec.error.code, t->exec.error.text);
+        fail_task(d, t, CPARSL_FAILED, cparsl_exec_code(&t->exec),
+                  cparsl_exec_text(&t->exec));
         return;
     }
     if (memo_wanted(d, t) && memo_lookup(d, t))
@@ -604,7 +604,7 @@ static void reset_try(cparsl__task_t *t)
 {
     cparsl_exec_t *e = &t->exec;
     cparsl_value_clear(&e->result);
-    cparsl_error_clear(&e->error);
+    cparsl_exec_clear_error(e);
     for (size_t i = 0; i < e->join.n; i++)
         cparsl_future_decref(e->join.fs[i]);
     e->join.n = 0;
@@ -623,18 +623,18 @@ static void reset_try(cparsl__task_t *t)
 static void try_failed(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     cparsl_exec_t *e = &t->exec;
-    int code = e->error.code ? e->error.code : -CPARSL_EAPP;
+    int code = cparsl_exec_code(e) ? cparsl_exec_code(e) : -CPARSL_EAPP;
     double cost = 1.0;
     if (d->retry_fn)
         cost = d->retry_fn(t->fut.id, t->app->name, e->args.try_no, code,
-                           e->error.text, d->retry_arg);
+                           cparsl_exec_text(e), d->retry_arg);
     t->fail_cost += cost;
     if (t->fail_cost <= (double)t->retries) {
         set_state(d, t, CPARSL_FAIL_RETRYABLE);
         CPARSL_LOG(CPARSL_LOG_INFO, "dfk",
                    "task %llu (app '%s') try %d failed, retrying: %s",
                    (unsigned long long)t->fut.id, t->app->name, e->args.try_no,
-                   e->error.text);
+                   cparsl_exec_text(e));
         reset_try(t);
         e->args.try_no++;
         launch(d, t);
@@ -642,10 +642,10 @@ static void try_failed(cparsl__dfk_t *d, cparsl__task_t *t)
     }
     char msg[CPARSL_ERROR_TEXT];
     if (e->args.try_no > 0)
-        snprintf(msg, sizeof msg, "%.480s (after %d tries)", e->error.text,
-                 e->args.try_no + 1);
+        snprintf(msg, sizeof msg, "%.480s (after %d tries)",
+                 cparsl_exec_text(e), e->args.try_no + 1);
     else
-        snprintf(msg, sizeof msg, "%s", e->error.text);
+        snprintf(msg, sizeof msg, "%s", cparsl_exec_text(e));
     fail_task(d, t, CPARSL_FAILED, code, msg);
 }
 
@@ -654,14 +654,14 @@ static void on_exec_done(cparsl__dfk_t *d, cparsl__task_t *t)
     cparsl_exec_t *e = &t->exec;
     if (t->state == CPARSL_LAUNCHED && e->t_start)
         set_state(d, t, CPARSL_RUNNING);
-    if (e->error.code) {
+    if (cparsl_exec_code(e)) {
         try_failed(d, t);
         return;
     }
     if (t->appkind->flags & CPARSL_APPKIND_CLIENT) {
         cparsl_join_t *j = &e->join;
         if (j->error || j->mode == 0) {
-            cparsl_error_set(&e->error, CPARSL_EJOIN,
+            cparsl_exec_fail(e, CPARSL_EJOIN,
                              j->error ? "join app '%s' returned a bad future"
                                       : "join app '%s' returned no future (use "
                                         "cparsl_join_return, _append or _list)",
@@ -1131,6 +1131,42 @@ cparsl_executor_t *cparsl__dfk_find_executor(cparsl__dfk_t *d,
     return NULL;
 }
 
+cparsl_error_t *cparsl_exec_err(cparsl_exec_t *e)
+{
+    if (!e->error) {
+        e->error = calloc(1, sizeof *e->error);
+        if (!e->error) {
+            fputs("cparsl: out of memory for a task's error\n", stderr);
+            abort();
+        }
+    }
+    return e->error;
+}
+
+void cparsl_exec_clear_error(cparsl_exec_t *e)
+{
+    free(e->error);
+    e->error = NULL;
+}
+
+void cparsl_exec_take_error(cparsl_exec_t *dst, cparsl_exec_t *src)
+{
+    if (dst == src)
+        return;
+    free(dst->error);
+    dst->error = src->error;
+    src->error = NULL;
+}
+
+void cparsl_exec_set_error(cparsl_exec_t *e, const cparsl_error_t *err)
+{
+    if (!err || !err->code) {
+        cparsl_exec_clear_error(e);
+        return;
+    }
+    *cparsl_exec_err(e) = *err;
+}
+
 int cparsl_exec_run(cparsl_exec_t *e)
 {
     const struct cparsl_app_kind *k =
@@ -1142,7 +1178,7 @@ int cparsl_exec_run(cparsl_exec_t *e)
     else
         k->run(e);
     e->t_end = cparsl_now_ns();
-    return e->error.code;
+    return cparsl_exec_code(e);
 }
 
 void cparsl_exec_hold(cparsl_exec_t *e)

@@ -106,6 +106,7 @@ static void task_teardown(cparsl__task_t *t)
 {
     cparsl_value_clear(&t->fut.value);
     cparsl_value_clear(&t->exec.result);
+    cparsl_exec_clear_error(&t->exec);
     free(t->fut.errtext);
     /* Values filled from a dependency borrow from it (owned == 0), so
      * clearing every slot frees exactly what the call copied. */
@@ -128,8 +129,8 @@ static void task_teardown(cparsl__task_t *t)
     if (t->deps != t->deps_inline)
         free(t->deps);
     free(t->executors);
-    free(t->stdout_path);
-    free(t->stderr_path);
+    free((char *)t->exec.stdout_path); /* the call's own copies */
+    free((char *)t->exec.stderr_path);
     free(t->call_errtext);
     task_release_memory(t);
 }

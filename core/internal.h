@@ -95,9 +95,12 @@ enum { DEP_ARG = 0, DEP_FILE, DEP_JOIN, DEP_SET, DEP_MEMO };
 
 /* ---- tasks --------------------------------------------------------------- */
 
-#define TASK_INLINE_ARGS  4
+/* Arguments, files and dependencies a task holds without a malloc: most
+ * calls have a few.  Each inline slot costs every task in flight 24-32
+ * bytes (rank 0 holds one per busy worker: docs/performance.md). */
+#define TASK_INLINE_ARGS  3
 #define TASK_INLINE_FILES 2
-#define TASK_INLINE_DEPS  4
+#define TASK_INLINE_DEPS  3
 
 /* Inbound-queue events. */
 enum { EV_SUBMIT = 1, EV_DONE = 2 };
@@ -110,18 +113,19 @@ typedef struct cparsl__task {
     cparsl_exec_t exec;
     cparsl__work_t work; /* client-pool item (join bodies) */
 
-    /* queue link and what the queued entry means */
+    /* queue link (what the queued entry means: 'event' below) */
     struct cparsl__task *qnext;
-    uint8_t event;
 
-    /* DFK thread only */
+    /* DFK thread only.  Small fields together: rank 0 holds one task per
+     * busy worker, so padding costs memory at scale. */
     cparsl_state_t state;
     int retries;
-    double fail_cost;
     uint32_t pending; /* dependencies not yet fired */
     uint32_t failed_deps;
+    double fail_cost;
     cparsl_executor_t *executor;
     struct cparsl__task *live_prev, *live_next; /* for the checker */
+    uint8_t event;
     bool on_live;
     bool dfk_ref;      /* the DFK holds a reference */
     bool memo_hit;     /* waiting on an identical earlier call */
@@ -130,28 +134,26 @@ typedef struct cparsl__task {
     /* arguments: positional then keyword slots; inputs then outputs */
     cparsl_argslot_t *argv;
     uint32_t nargs, npos, argcap;
-    cparsl_value_t *files;
     uint32_t nfiles, ninputs, filecap;
+    cparsl_value_t *files;
     uint32_t nowned_names;
-    cparsl__dep_t *deps;
     uint32_t ndeps, depcap;
+    cparsl__dep_t *deps;
     cparsl_argslot_t argv_inline[TASK_INLINE_ARGS];
     cparsl_value_t files_inline[TASK_INLINE_FILES];
     cparsl__dep_t deps_inline[TASK_INLINE_DEPS];
 
-    /* options given on the call (NULL/negative: the app's default) */
-    char *executors; /* labels, owned */
-    char *stdout_path, *stderr_path;
-    int call_retries;     /* -1: default */
-    double call_walltime; /* <0: default */
-    int cache;            /* -1: default */
-
+    /* options given on the call (NULL/negative: the app's default); the
+     * stream paths are owned through exec.stdout_path/stderr_path */
+    char *executors;  /* labels, owned */
+    int call_retries; /* -1: default */
+    int cache;        /* -1: default */
     /* the first error found while building the call */
     int call_err;
-    char *call_errtext;
-
     /* TK_DATA: the output index in the producer */
     uint32_t data_index;
+    double call_walltime; /* <0: default */
+    char *call_errtext;
     /* TK_ANY: index of the first dependency to finish */
     int64_t any_index;
 } cparsl__task_t;

@@ -59,8 +59,9 @@ static void tl_task_event(cparsl_store_t *s, const cparsl_task_event_t *ev)
             cparsl_state_name(ev->to), ev->try_no);
     if (ev->executor)
         fprintf(tl->fp, " executor %s", ev->executor);
-    if (ev->exec && ev->exec->error.code)
-        fprintf(tl->fp, " error %s", cparsl_errname(ev->exec->error.code));
+    if (ev->exec && cparsl_exec_code(ev->exec))
+        fprintf(tl->fp, " error %s",
+                cparsl_errname(cparsl_exec_code(ev->exec)));
     fputc('\n', tl->fp);
 }
 

@@ -166,8 +166,7 @@ static void *worker_main(void *arg)
         local.stdout_mode = e->stdout_mode;
         local.stderr_mode = e->stderr_mode;
         local.result = cparsl_nil();
-        local.error.code = 0;
-        local.error.text[0] = '\0';
+        local.error = NULL;
         local.exit_code = -1;
         local.term_signal = 0;
         local.cpu_s = -1;
@@ -181,6 +180,7 @@ static void *worker_main(void *arg)
             /* The watchdog already failed this try.  Throw the late result
              * away; rejoin the pool if it is short of threads. */
             cparsl_value_clear(&local.result);
+            cparsl_exec_clear_error(&local);
             cparsl_exec_release(e);
             pthread_mutex_lock(&tp->mu);
             tp->nzombies--;
@@ -202,8 +202,8 @@ static void *worker_main(void *arg)
             continue;
         }
         e->result = local.result;
-        if (local.error.code)
-            e->error = local.error;
+        if (local.error)
+            cparsl_exec_take_error(e, &local);
         e->t_start = local.t_start;
         e->t_end = local.t_end;
         e->exit_code = local.exit_code;
@@ -247,8 +247,8 @@ static void *watchdog_main(void *arg)
                     tp->nlive--;
                     tp->nzombies++;
                     atomic_fetch_add(&tp->timedout, 1);
-                    cparsl_error_set(
-                        &e->error, CPARSL_EWALLTIME,
+                    cparsl_exec_fail(
+                        e, CPARSL_EWALLTIME,
                         "app '%s' exceeded its walltime of %g s; its "
                         "thread cannot be stopped and was left running "
                         "(%zu such threads); use process isolation for an "
@@ -452,7 +452,7 @@ static int tp_drain(cparsl_executor_t *ex)
     atomic_store(&tp->qlen_hint, 0);
     pthread_mutex_unlock(&tp->mu);
     for (size_t i = 0; i < n; i++) {
-        cparsl_error_set(&v[i]->error, CPARSL_ESHUTDOWN,
+        cparsl_exec_fail(v[i], CPARSL_ESHUTDOWN,
                          "the run is shutting down; this task had not "
                          "started");
         atomic_fetch_sub(&tp->outstanding, 1);

@@ -541,18 +541,19 @@ static void child_answer_error(htex_buf_t *out, uint64_t ticket,
     e.exit_code = -1;
     e.cpu_s = -1;
     e.maxrss_kib = -1;
-    cparsl_error_set(&e.error, CPARSL_EWORKER,
+    cparsl_exec_fail(&e, CPARSL_EWORKER,
                      "worker process %ld could not decode its task: %s",
                      (long)getpid(), why->text);
     htex_msg_begin(out, HTEX_MSG_RESULTS, 0);
     htex_msg_add_result(out, ticket, 0, &e, -1, -1);
+    cparsl_exec_clear_error(&e);
 }
 
 static void child_run_one(htex_task_t *t, struct meter *m)
 {
     cparsl_exec_t *e = &t->exec;
     e->result = cparsl_nil();
-    cparsl_error_clear(&e->error);
+    cparsl_exec_clear_error(e);
     e->exit_code = -1;
     e->term_signal = 0;
     e->cpu_s = -1;
@@ -1532,7 +1533,7 @@ static int child_take_result(htex_child_t *c, cparsl_exec_t *e, long n)
                                 "for app '%s' and was killed: %s",
                                 (long)c->pid, exec_app_name(e), derr.text);
     }
-    return e->error.code;
+    return cparsl_exec_code(e);
 }
 
 bool htex_child_healthy(htex_child_t *c)
@@ -1554,7 +1555,7 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
     const char *name = exec_app_name(e);
     char what[128];
 
-    cparsl_error_clear(&e->error);
+    cparsl_exec_clear_error(e);
     e->exit_code = -1;
     e->term_signal = 0;
     e->cpu_s = -1;
@@ -1591,10 +1592,10 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
 
     int rc = frame_send(c->fd, c->out.p, (size_t)len);
     if (rc < 0) {
-        child_died(c, &e->error, what);
+        child_died(c, cparsl_exec_err(e), what);
         e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
-        return e->error.code;
+        return cparsl_exec_code(e);
     }
 
     for (;;) {
@@ -1625,17 +1626,17 @@ int htex_child_run(htex_child_t *c, cparsl_exec_t *e)
         if (r > 0 || (r == -EAGAIN && w == 1))
             continue;
         /* EOF, a reset, or the process is gone with nothing more to say. */
-        child_died(c, &e->error, what);
+        child_died(c, cparsl_exec_err(e), what);
         e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
-        return e->error.code;
+        return cparsl_exec_code(e);
     }
 }
 
 /* The fields htex_child_run resets before a try. */
 static void exec_reset(cparsl_exec_t *e, int64_t t_start)
 {
-    cparsl_error_clear(&e->error);
+    cparsl_exec_clear_error(e);
     e->exit_code = -1;
     e->term_signal = 0;
     e->cpu_s = -1;
@@ -1787,7 +1788,7 @@ int htex_child_run_batch(htex_child_t *c, cparsl_exec_t *const *v, size_t n,
         char what[128];
         snprintf(what, sizeof what, "running app '%s'", exec_app_name(e));
         exec_reset(e, batch_start(v, got, t0));
-        child_died(c, &e->error, what);
+        child_died(c, cparsl_exec_err(e), what);
         e->t_end = cparsl_now_ns();
         child_fill_status(c, e);
         got++;

@@ -59,11 +59,14 @@ struct ix_mgr {
     char host[256];
 };
 
+/* 16 bytes: rank 0 keeps one per try in flight, up to one per slot. */
 struct ix_slot {
-    cparsl_exec_t *e;
+    cparsl_exec_t *e; /* NULL: free */
     uint32_t gen;
-    uint32_t next_free;
-    int mgr;
+    union {
+        uint32_t next_free; /* free: the next free index */
+        int32_t mgr;        /* in use: the manager it went to */
+    } u;
 };
 
 struct htex_ix {
@@ -170,14 +173,15 @@ static cparsl_exec_t *q_pop(htex_ix_t *ix)
 static int slot_take(htex_ix_t *ix, cparsl_exec_t *e, int mgr, uint64_t *t)
 {
     if (ix->free_head == NO_SLOT) {
-        uint32_t n = ix->nslots ? ix->nslots * 2 : 1024;
+        /* grow by half: the table follows the tries in flight closely */
+        uint32_t n = ix->nslots ? ix->nslots + ix->nslots / 2 : 1024;
         struct ix_slot *s = realloc(ix->slots, n * sizeof *s);
         if (!s)
             return -ENOMEM;
         for (uint32_t i = ix->nslots; i < n; i++) {
             s[i].e = NULL;
             s[i].gen = 1;
-            s[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
+            s[i].u.next_free = i + 1 < n ? i + 1 : NO_SLOT;
         }
         ix->slots = s;
         ix->free_head = ix->nslots;
@@ -185,9 +189,9 @@ static int slot_take(htex_ix_t *ix, cparsl_exec_t *e, int mgr, uint64_t *t)
     }
     uint32_t i = ix->free_head;
     struct ix_slot *s = &ix->slots[i];
-    ix->free_head = s->next_free;
+    ix->free_head = s->u.next_free;
     s->e = e;
-    s->mgr = mgr;
+    s->u.mgr = mgr;
     *t = (uint64_t)s->gen << 32 | i;
     return 0;
 }
@@ -198,7 +202,7 @@ static cparsl_exec_t *slot_find(htex_ix_t *ix, uint64_t ticket, int mgr)
     if (i >= ix->nslots)
         return NULL;
     struct ix_slot *s = &ix->slots[i];
-    if (!s->e || s->gen != gen || s->mgr != mgr)
+    if (!s->e || s->gen != gen || s->u.mgr != mgr)
         return NULL;
     return s->e;
 }
@@ -209,7 +213,7 @@ static void slot_release(htex_ix_t *ix, uint64_t ticket)
     struct ix_slot *s = &ix->slots[i];
     s->e = NULL;
     s->gen++;
-    s->next_free = ix->free_head;
+    s->u.next_free = ix->free_head;
     ix->free_head = i;
 }
 
@@ -274,8 +278,8 @@ static void on_results(htex_ix_t *ix, int m, htex_reader_t *r)
         slot_release(ix, ticket);
         e->result = x->result;
         x->result = cparsl_nil();
-        if (x->error.code)
-            e->error = x->error;
+        if (x->error)
+            cparsl_exec_take_error(e, x);
         e->t_start = x->t_start;
         e->t_end = x->t_end;
         e->exit_code = x->exit_code;
@@ -384,7 +388,7 @@ static void fail_batch(htex_ix_t *ix, cparsl_exec_t **v, size_t n, int rc,
                        const char *why)
 {
     for (size_t i = 0; i < n; i++) {
-        cparsl_error_set(&v[i]->error, rc, "%s", why);
+        cparsl_exec_fail(v[i], rc, "%s", why);
         complete(ix, v[i]);
     }
 }
@@ -492,7 +496,7 @@ static bool take_inbox(htex_ix_t *ix)
     pthread_mutex_unlock(&ix->mu);
     for (size_t i = 0; i < n; i++) {
         if (ix->stopping) {
-            cparsl_error_set(&v[i]->error, CPARSL_ESHUTDOWN,
+            cparsl_exec_fail(v[i], CPARSL_ESHUTDOWN,
                              "the pilot is shutting down");
             complete(ix, v[i]);
         } else if (q_push(ix, v[i]) < 0) {
@@ -507,7 +511,7 @@ static void begin_stop(htex_ix_t *ix)
     ix->stopping = true;
     while (ix->qlen) {
         cparsl_exec_t *e = q_pop(ix);
-        cparsl_error_set(&e->error, CPARSL_ESHUTDOWN,
+        cparsl_exec_fail(e, CPARSL_ESHUTDOWN,
                          "the pilot shut down before this task was sent to "
                          "a worker");
         complete(ix, e);
@@ -719,7 +723,7 @@ static int submit_driven(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
     atomic_fetch_add(&ix->outstanding, n);
     for (size_t i = 0; i < n; i++) {
         if (ix->stopping) {
-            cparsl_error_set(&batch[i]->error, CPARSL_ESHUTDOWN,
+            cparsl_exec_fail(batch[i], CPARSL_ESHUTDOWN,
                              "the pilot is shutting down");
             complete(ix, batch[i]);
         } else if (q_push(ix, batch[i]) < 0) {
@@ -919,6 +923,7 @@ void htex_ix_destroy(htex_ix_t *ix)
     free(ix->mgrs);
     free(ix->fifo);
     free(ix->ep_to_mgr);
+    cparsl_exec_clear_error(&ix->scratch);
     htex_buf_free(&ix->out);
     if (ix->efd >= 0)
         close(ix->efd);

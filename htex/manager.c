@@ -177,7 +177,7 @@ static bool slot_child(struct mslot *s, cparsl_exec_t *e)
         };
         if (htex_child_spawn(&co, &s->child, &err) < 0) {
             s->child = NULL;
-            cparsl_error_set(&e->error, CPARSL_EWORKER,
+            cparsl_exec_fail(e, CPARSL_EWORKER,
                              "rank %d slot %d: cannot start a worker "
                              "process: %s",
                              m->o->rank, s->idx, err.text);
@@ -192,7 +192,7 @@ static void slot_run_task(struct mslot *s, struct mtask *mt)
     struct mgr *m = s->m;
     cparsl_exec_t *e = &mt->t.exec;
     if (!e->args.app) {
-        cparsl_error_set(&e->error, CPARSL_ENOAPP,
+        cparsl_exec_fail(e, CPARSL_ENOAPP,
                          "no app '%s' registered on rank %d (does every "
                          "rank run the same build?)",
                          mt->t.app_name ? mt->t.app_name : "?", m->o->rank);
@@ -265,7 +265,7 @@ static size_t slot_run_batch(struct mslot *s, struct mtask **b, size_t n)
         return 1;
     if (htex_child_run_batch(s->child, v, n, &done) < 0 || done == 0) {
         done = 1; /* cannot happen: slot_take checked them */
-        cparsl_error_set(&v[0]->error, CPARSL_EWORKER,
+        cparsl_exec_fail(v[0], CPARSL_EWORKER,
                          "rank %d slot %d: the worker refused a batch",
                          s->m->o->rank, s->idx);
     }
@@ -549,7 +549,7 @@ static void fail_unstarted(struct mgr *m)
         uint32_t n = 0;
         while (m->npend && n < m->o->max_batch) {
             struct mtask *mt = pend_pop(m);
-            cparsl_error_set(&mt->t.exec.error, CPARSL_ESHUTDOWN,
+            cparsl_exec_fail(&mt->t.exec, CPARSL_ESHUTDOWN,
                              "the pilot is shutting down; this task had not "
                              "started (rank %d)",
                              m->o->rank);
@@ -886,7 +886,7 @@ static bool expire(struct mgr *m, int64_t now)
         x.cpu_s = -1;
         x.maxrss_kib = -1;
         x.t_start = x.t_end = cparsl_now_ns();
-        cparsl_error_set(&x.error, CPARSL_EWALLTIME,
+        cparsl_exec_fail(&x, CPARSL_EWALLTIME,
                          "app '%s' exceeded its walltime of %g s on rank %d; "
                          "an in-rank worker thread cannot be stopped and was "
                          "left running (use isolation: process for an "
@@ -894,6 +894,7 @@ static bool expire(struct mgr *m, int64_t now)
                          app, wt, m->o->rank);
         htex_msg_begin(&m->out, HTEX_MSG_RESULTS, 0);
         htex_msg_add_result(&m->out, ticket, try_no, &x, m->o->rank, i);
+        cparsl_exec_clear_error(&x);
         m->held = m->held ? m->held - 1 : 0;
         htex_msg_set_want(&m->out, take_want(m));
         long len = htex_msg_end(&m->out);

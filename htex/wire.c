@@ -355,7 +355,8 @@ int htex_msg_add_result(htex_buf_t *b, uint64_t ticket, int try_no,
                         const cparsl_exec_t *e, int worker, int slot)
 {
     const cparsl_value_t nil = cparsl_nil();
-    int code = e->error.code;
+    int code = cparsl_exec_code(e);
+    const char *text = cparsl_exec_text(e);
     size_t start = 0;
     int rc = rec_open(b, HTEX_MSG_RESULTS, &start);
 
@@ -369,8 +370,7 @@ int htex_msg_add_result(htex_buf_t *b, uint64_t ticket, int try_no,
     wr_u32(b, (uint32_t)try_no);
     wr_u32(b, (uint32_t)code);
     /* The text need not be terminated if an app wrote it by hand. */
-    wr_strn(b, e->error.text,
-            code ? strnlen(e->error.text, CPARSL_ERROR_TEXT) : 0, HTEX_MAX_STR);
+    wr_strn(b, text, code ? strnlen(text, CPARSL_ERROR_TEXT) : 0, HTEX_MAX_STR);
     wr_value(b, code ? &nil : &e->result);
     wr_u64(b, (uint64_t)e->t_start);
     wr_u64(b, (uint64_t)e->t_end);
@@ -706,14 +706,15 @@ static int rec_end(const htex_reader_t *r, cparsl_error_t *err)
 /* ---- TASKS ----------------------------------------------------------------
  */
 
-/* Everything of exec but executor_data, which belongs to its user. */
+/* Everything of exec but executor_data, which belongs to its user.  The
+ * error is freed: e must be initialized (htex_task_init zeroes it). */
 static void exec_reset(cparsl_exec_t *e)
 {
     void *keep = e->executor_data;
 
+    cparsl_exec_clear_error(e);
     memset(e, 0, sizeof *e);
     e->result = cparsl_nil();
-    cparsl_error_clear(&e->error);
     e->exit_code = -1;
     e->term_signal = 0;
     e->cpu_s = -1;
@@ -1034,8 +1035,13 @@ int htex_msg_next_result(htex_reader_t *r, uint64_t *ticket, int *try_no,
     r->next++;
     cparsl_value_clear(&e->result);
     e->result = result;
-    e->error.code = code;
-    set_error_text(e->error.text, text, tlen);
+    if (code) {
+        cparsl_error_t *ee = cparsl_exec_err(e);
+        ee->code = code;
+        set_error_text(ee->text, text, tlen);
+    } else {
+        cparsl_exec_clear_error(e);
+    }
     e->t_start = t_start;
     e->t_end = t_end;
     e->exit_code = exit_code;

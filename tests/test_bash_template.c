@@ -74,8 +74,17 @@ static void add_output(struct call *c, const char *path)
     c->outputs[c->args.noutputs++] = cparsl_file(path);
 }
 
+/* A try's error is made when it fails (cparsl_exec_err); reusing or
+ * leaving an exec frees it.  Execs are declared EXEC(e), zeroed. */
+static void exec_free(cparsl_exec_t *e)
+{
+    cparsl_exec_clear_error(e);
+}
+#define EXEC(e) cparsl_exec_t e __attribute__((cleanup(exec_free))) = {0}
+
 static void exec_init(cparsl_exec_t *e, const struct call *c)
 {
+    exec_free(e);
     memset(e, 0, sizeof *e);
     e->args = c->args;
     e->exit_code = -1;
@@ -331,7 +340,7 @@ static void test_hostile_strings(void)
 {
     char out[256], pwned[256], big[10001], cmd[600];
     struct call c;
-    cparsl_exec_t e;
+    EXEC(e);
 
     path_in(out, sizeof out, "hostile.out");
     path_in(pwned, sizeof pwned, "PWNED");
@@ -377,7 +386,7 @@ static void test_hostile_strings(void)
         add_output(&c, out);
         unlink(out);
         int rc = run_call(&e, &c);
-        CHECK(rc == 0, "string %zu: rc %d: %s", i, rc, e.error.text);
+        CHECK(rc == 0, "string %zu: rc %d: %s", i, rc, cparsl_exec_text(&e));
         size_t len = 0;
         char *got = slurp(out, &len);
         CHECK(got && len == strlen(strs[i]) && memcmp(got, strs[i], len) == 0,
@@ -392,7 +401,7 @@ static void test_hostile_strings(void)
     call_init(&c, cmd);
     add_pos(&c, cparsl_str("a   b"));
     add_output(&c, out);
-    CHECK(run_call(&e, &c) == 0, "%s", e.error.text);
+    CHECK(run_call(&e, &c) == 0, "%s", cparsl_exec_text(&e));
     char *got = slurp(out, NULL);
     CHECK(got && strcmp(got, "ab") == 0, "raw: [%s]", got ? got : "");
     free(got);
@@ -406,7 +415,7 @@ static void test_hostile_strings(void)
     call_init(&c, "cat {inputs[0]} > {outputs[0]}");
     add_input(&c, in);
     add_output(&c, out);
-    CHECK(run_call(&e, &c) == 0, "%s", e.error.text);
+    CHECK(run_call(&e, &c) == 0, "%s", cparsl_exec_text(&e));
     got = slurp(out, NULL);
     CHECK(got && strcmp(got, "content") == 0, "inputs: [%s]", got ? got : "");
     free(got);
@@ -415,13 +424,15 @@ static void test_hostile_strings(void)
 static void test_exit_codes(void)
 {
     struct call c;
-    cparsl_exec_t e;
+    EXEC(e);
     char path[256], cmd[400];
     int rc;
 
     call_init(&c, "exit 0");
     rc = run_call(&e, &c);
-    CHECK(rc == 0 && e.error.code == 0 && e.error.text[0] == '\0', "exit 0");
+    CHECK(rc == 0 && cparsl_exec_code(&e) == 0 &&
+              cparsl_exec_text(&e)[0] == '\0',
+          "exit 0");
     CHECK(e.result.type == CPARSL_T_INT && e.result.u.i == 0, "result");
     CHECK(e.exit_code == 0 && e.term_signal == 0, "exit_code %d", e.exit_code);
     CHECK(e.t_start > 0 && e.t_end >= e.t_start, "times");
@@ -430,18 +441,20 @@ static void test_exit_codes(void)
 
     call_init(&c, "echo first line >&2; echo oops >&2; exit 3");
     rc = run_call(&e, &c);
-    CHECK(rc == -CPARSL_EEXIT && e.error.code == rc, "rc %d", rc);
+    CHECK(rc == -CPARSL_EEXIT && cparsl_exec_code(&e) == rc, "rc %d", rc);
     CHECK(e.exit_code == 3, "exit_code %d", e.exit_code);
-    CHECK(strcmp(e.error.text, "bash app 't' exited with status 3: first "
-                               "line\noops") == 0,
-          "[%s]", e.error.text);
+    CHECK(strcmp(cparsl_exec_text(&e),
+                 "bash app 't' exited with status 3: first "
+                 "line\noops") == 0,
+          "[%s]", cparsl_exec_text(&e));
 
     call_init(&c, "no_such_command_xyz --flag");
     rc = run_call(&e, &c);
     CHECK(rc == -CPARSL_ENOTFOUND && e.exit_code == 127, "rc %d", rc);
-    CHECK(strstr(e.error.text, "command not found (exit 127): ") != NULL &&
-              strstr(e.error.text, "no_such_command_xyz") != NULL,
-          "[%s]", e.error.text);
+    CHECK(strstr(cparsl_exec_text(&e), "command not found (exit 127): ") !=
+                  NULL &&
+              strstr(cparsl_exec_text(&e), "no_such_command_xyz") != NULL,
+          "[%s]", cparsl_exec_text(&e));
 
     path_in(path, sizeof path, "noexec.sh");
     FILE *f = fopen(path, "w");
@@ -452,22 +465,22 @@ static void test_exit_codes(void)
     add_pos(&c, cparsl_str(path));
     rc = run_call(&e, &c);
     CHECK(rc == -CPARSL_ENOEXEC && e.exit_code == 126, "rc %d", rc);
-    CHECK(strstr(e.error.text, "command found but not executable (exit "
-                               "126): ") != NULL &&
-              strstr(e.error.text, "noexec.sh") != NULL,
-          "[%s]", e.error.text);
+    CHECK(strstr(cparsl_exec_text(&e), "command found but not executable (exit "
+                                       "126): ") != NULL &&
+              strstr(cparsl_exec_text(&e), "noexec.sh") != NULL,
+          "[%s]", cparsl_exec_text(&e));
 
     /* A long stderr: the message keeps its end and still fits. */
     call_init(&c, "head -c 5000 /dev/zero | tr '\\0' y >&2; "
                   "echo THE END >&2; exit 9");
     rc = run_call(&e, &c);
-    size_t tl = strlen(e.error.text);
+    size_t tl = strlen(cparsl_exec_text(&e));
     CHECK(rc == -CPARSL_EEXIT && tl < CPARSL_ERROR_TEXT && tl > 400,
           "rc %d len %zu", rc, tl);
-    CHECK(tl > 7 && strcmp(e.error.text + tl - 7, "THE END") == 0, "[%s]",
-          e.error.text);
-    CHECK(strstr(e.error.text, "exited with status 9: ...yyy") != NULL,
-          "[%.80s]", e.error.text);
+    CHECK(tl > 7 && strcmp(cparsl_exec_text(&e) + tl - 7, "THE END") == 0,
+          "[%s]", cparsl_exec_text(&e));
+    CHECK(strstr(cparsl_exec_text(&e), "exited with status 9: ...yyy") != NULL,
+          "[%.80s]", cparsl_exec_text(&e));
 
     /* Death by signal. */
     call_init(&c, "echo dying >&2; kill -9 $$");
@@ -475,9 +488,10 @@ static void test_exit_codes(void)
     CHECK(rc == -CPARSL_ESIGNAL && e.term_signal == SIGKILL &&
               e.exit_code == -1,
           "rc %d sig %d", rc, e.term_signal);
-    CHECK(strstr(e.error.text, "bash app 't' killed by signal 9 (Killed)") ==
-              e.error.text,
-          "[%s]", e.error.text);
+    CHECK(strstr(cparsl_exec_text(&e),
+                 "bash app 't' killed by signal 9 (Killed)") ==
+              cparsl_exec_text(&e),
+          "[%s]", cparsl_exec_text(&e));
 
     /* Declared outputs. */
     path_in(path, sizeof path, "never");
@@ -486,24 +500,25 @@ static void test_exit_codes(void)
     rc = run_call(&e, &c);
     snprintf(cmd, sizeof cmd,
              "bash app 't' exited 0 but did not create its output '%s'", path);
-    CHECK(rc == -CPARSL_EOUTPUT && strcmp(e.error.text, cmd) == 0, "rc %d [%s]",
-          rc, e.error.text);
+    CHECK(rc == -CPARSL_EOUTPUT && strcmp(cparsl_exec_text(&e), cmd) == 0,
+          "rc %d [%s]", rc, cparsl_exec_text(&e));
     call_init(&c, "touch {outputs[0]} {outputs[1]}");
     add_output(&c, path);
     path_in(path, sizeof path, "made");
     snprintf(cmd, sizeof cmd, "file://%s", path);
     add_output(&c, cmd);
     rc = run_call(&e, &c);
-    CHECK(rc == 0, "touch: %s", e.error.text);
+    CHECK(rc == 0, "touch: %s", cparsl_exec_text(&e));
 
     /* An unbound placeholder fails before anything runs. */
     call_init(&c, "echo {missing}");
     rc = run_call(&e, &c);
     CHECK(rc == -CPARSL_ETEMPLATE && e.exit_code == -1, "rc %d", rc);
-    CHECK(strcmp(e.error.text, "bash app 't': template placeholder "
-                               "{missing} has no value (no keyword argument "
-                               "'missing')") == 0,
-          "[%s]", e.error.text);
+    CHECK(strcmp(cparsl_exec_text(&e),
+                 "bash app 't': template placeholder "
+                 "{missing} has no value (no keyword argument "
+                 "'missing')") == 0,
+          "[%s]", cparsl_exec_text(&e));
 
     /* stdin is /dev/null: a reading command sees EOF, never hangs. */
     path_in(path, sizeof path, "stdin.out");
@@ -523,14 +538,14 @@ static void test_exit_codes(void)
     rc = run_call(&e, &c);
     got = slurp(path, NULL);
     CHECK(rc == 0 && got && strcmp(got, "141\n") == 0, "SIGPIPE: %s [%s]",
-          e.error.text, got ? got : "");
+          cparsl_exec_text(&e), got ? got : "");
     free(got);
 }
 
 static void test_streams(void)
 {
     struct call c;
-    cparsl_exec_t e;
+    EXEC(e);
     char out[256], err_path[256], both[256];
     char *got;
 
@@ -545,7 +560,7 @@ static void test_streams(void)
         exec_init(&e, &c);
         e.stdout_path = out;
         e.stdout_mode = CPARSL_APPEND;
-        CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", e.error.text);
+        CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", cparsl_exec_text(&e));
     }
     got = slurp(out, NULL);
     CHECK(got && strcmp(got, "one\none\n") == 0, "append: [%s]",
@@ -554,7 +569,7 @@ static void test_streams(void)
     exec_init(&e, &c);
     e.stdout_path = out;
     e.stdout_mode = CPARSL_TRUNCATE;
-    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", e.error.text);
+    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", cparsl_exec_text(&e));
     got = slurp(out, NULL);
     CHECK(got && strcmp(got, "one\n") == 0, "truncate: [%s]", got ? got : "");
     free(got);
@@ -565,15 +580,15 @@ static void test_streams(void)
     exec_init(&e, &c);
     e.stderr_path = err_path;
     CHECK(cparsl_appkind_bash.run(&e) == -CPARSL_EEXIT, "first");
-    CHECK(strstr(e.error.text, "status 2: first") != NULL, "[%s]",
-          e.error.text);
+    CHECK(strstr(cparsl_exec_text(&e), "status 2: first") != NULL, "[%s]",
+          cparsl_exec_text(&e));
     c.pos[0].value = cparsl_str("second");
     exec_init(&e, &c);
     e.stderr_path = err_path;
     CHECK(cparsl_appkind_bash.run(&e) == -CPARSL_EEXIT, "second");
-    CHECK(strstr(e.error.text, "status 2: second") != NULL &&
-              strstr(e.error.text, "first") == NULL,
-          "[%s]", e.error.text);
+    CHECK(strstr(cparsl_exec_text(&e), "status 2: second") != NULL &&
+              strstr(cparsl_exec_text(&e), "first") == NULL,
+          "[%s]", cparsl_exec_text(&e));
     got = slurp(err_path, NULL);
     CHECK(got && strcmp(got, "first\nsecond\n") == 0, "stderr: [%s]",
           got ? got : "");
@@ -596,7 +611,7 @@ static void test_streams(void)
     e.stdout_path = both;
     e.stderr_path = both;
     e.stdout_mode = e.stderr_mode = CPARSL_TRUNCATE;
-    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", e.error.text);
+    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", cparsl_exec_text(&e));
     got = slurp(both, NULL);
     CHECK(got && strcmp(got, "out1\nerr1\nout2\n") == 0, "both: [%s]",
           got ? got : "");
@@ -606,15 +621,17 @@ static void test_streams(void)
     call_init(&c, "echo x");
     exec_init(&e, &c);
     e.stdout_path = "/nonexistent-dir/out.txt";
-    CHECK(cparsl_appkind_bash.run(&e) == -ENOENT, "rc %d", e.error.code);
-    CHECK(strstr(e.error.text, "'/nonexistent-dir/out.txt'") != NULL, "[%s]",
-          e.error.text);
+    CHECK(cparsl_appkind_bash.run(&e) == -ENOENT, "rc %d",
+          cparsl_exec_code(&e));
+    CHECK(strstr(cparsl_exec_text(&e), "'/nonexistent-dir/out.txt'") != NULL,
+          "[%s]", cparsl_exec_text(&e));
     exec_init(&e, &c);
     e.stderr_path = "/nonexistent-dir/err.txt";
-    CHECK(cparsl_appkind_bash.run(&e) == -ENOENT, "rc %d", e.error.code);
-    CHECK(strstr(e.error.text, "stderr file '/nonexistent-dir/err.txt'") !=
-              NULL,
-          "[%s]", e.error.text);
+    CHECK(cparsl_appkind_bash.run(&e) == -ENOENT, "rc %d",
+          cparsl_exec_code(&e));
+    CHECK(strstr(cparsl_exec_text(&e),
+                 "stderr file '/nonexistent-dir/err.txt'") != NULL,
+          "[%s]", cparsl_exec_text(&e));
 }
 
 /* The pgid from "...; process group 1234 killed". */
@@ -643,7 +660,7 @@ static bool group_gone(long pg)
 static void test_walltime(void)
 {
     struct call c;
-    cparsl_exec_t e;
+    EXEC(e);
     double t0;
     char want[128];
 
@@ -660,15 +677,16 @@ static void test_walltime(void)
     t0 = mono_s();
     int rc = cparsl_appkind_bash.run(&e);
     double dt = mono_s() - t0;
-    CHECK(rc == -CPARSL_EWALLTIME, "rc %d: %s", rc, e.error.text);
+    CHECK(rc == -CPARSL_EWALLTIME, "rc %d: %s", rc, cparsl_exec_text(&e));
     CHECK(dt >= 0.45 && dt < 1.4, "took %.2f s", dt);
     CHECK(e.term_signal == SIGTERM, "signal %d", e.term_signal);
-    long pg = killed_group(e.error.text);
+    long pg = killed_group(cparsl_exec_text(&e));
     snprintf(want, sizeof want,
              "bash app 't' exceeded its walltime of 0.5 s; process group %ld "
              "killed",
              pg);
-    CHECK(pg > 1 && strcmp(e.error.text, want) == 0, "[%s]", e.error.text);
+    CHECK(pg > 1 && strcmp(cparsl_exec_text(&e), want) == 0, "[%s]",
+          cparsl_exec_text(&e));
     CHECK(pg > 1 && group_gone(pg), "group %ld still there", pg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
@@ -680,10 +698,10 @@ static void test_walltime(void)
     t0 = mono_s();
     rc = cparsl_appkind_bash.run(&e);
     dt = mono_s() - t0;
-    CHECK(rc == -CPARSL_EWALLTIME, "rc %d: %s", rc, e.error.text);
+    CHECK(rc == -CPARSL_EWALLTIME, "rc %d: %s", rc, cparsl_exec_text(&e));
     CHECK(dt >= 1.25 && dt < 2.5, "took %.2f s", dt);
     CHECK(e.term_signal == SIGKILL, "signal %d", e.term_signal);
-    pg = killed_group(e.error.text);
+    pg = killed_group(cparsl_exec_text(&e));
     CHECK(pg > 1 && group_gone(pg), "group %ld still there", pg);
 
     /* A command that ends before its walltime is untouched. */
@@ -691,7 +709,7 @@ static void test_walltime(void)
     exec_init(&e, &c);
     e.walltime = 5;
     t0 = mono_s();
-    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", e.error.text);
+    CHECK(cparsl_appkind_bash.run(&e) == 0, "%s", cparsl_exec_text(&e));
     CHECK(mono_s() - t0 < 1, "short command waited");
 }
 
@@ -709,7 +727,7 @@ static void *worker_main(void *arg)
 
     for (int i = 0; i < w->n; i++) {
         struct call c;
-        cparsl_exec_t e;
+        EXEC(e);
         snprintf(name, sizeof name, "w%d-%d.out", w->id, i);
         path_in(out, sizeof out, name);
         snprintf(val, sizeof val, "thread %d call %d 'q'", w->id, i);
@@ -718,7 +736,7 @@ static void *worker_main(void *arg)
             call_init(&c, "echo {0} >&2; exit 5");
             add_pos(&c, cparsl_str(val));
             if (run_call(&e, &c) != -CPARSL_EEXIT ||
-                strstr(e.error.text, val) == NULL)
+                strstr(cparsl_exec_text(&e), val) == NULL)
                 w->failures++;
             continue;
         }

@@ -221,8 +221,20 @@ typedef struct job {
     cparsl_value_t outputs[1];
 } job_t;
 
+/* A job's try error is made when it fails (cparsl_exec_err): reusing or
+ * leaving a job frees it.  Jobs are declared JOB(j), zeroed. */
+static void job_free(job_t *j)
+{
+    cparsl_exec_clear_error(&j->e);
+}
+#define JOB(j) job_t j __attribute__((cleanup(job_free))) = {0}
+#define JOBS_FREE(a, n)                                                        \
+    for (size_t i_ = 0; i_ < (size_t)(n); i_++)                                \
+    job_free(&(a)[i_])
+
 static cparsl_exec_t *job_init(job_t *j, const char *app)
 {
+    job_free(j);
     memset(j, 0, sizeof *j);
     j->e.args.app = cparsl_app_find(app);
     REQUIRE(j->e.args.app != NULL, "app '%s' is registered", app);
@@ -263,7 +275,7 @@ static htex_child_t *spawn(const htex_child_opts_t *o)
 static int run_int(htex_child_t *c, const char *app, int n, int64_t x,
                    int64_t *out)
 {
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, app);
     if (n > 0)
         job_arg(&j, cparsl_int(x));
@@ -273,6 +285,7 @@ static int run_int(htex_child_t *c, const char *app, int n, int64_t x,
     if (rc == 0 && out)
         *out = e->result.type == CPARSL_T_INT ? e->result.u.i : -1;
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
     return rc;
 }
 
@@ -333,12 +346,12 @@ TEST_CASE(roundtrip)
     pid_t pid = htex_child_pid(c);
     CHECK(pid > 0 && pid != getpid(), "child pid %ld", (long)pid);
 
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "add");
     job_arg(&j, cparsl_int(2));
     job_arg(&j, cparsl_int(40));
     int rc = htex_child_run(c, e);
-    CHECK(rc == 0, "add: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "add: %d %s", rc, cparsl_exec_text(e));
     CHECK(e->result.type == CPARSL_T_INT && e->result.u.i == 42, "2+40");
     CHECK(e->t_start > 0 && e->t_end >= e->t_start, "times %lld %lld",
           (long long)e->t_start, (long long)e->t_end);
@@ -347,6 +360,7 @@ TEST_CASE(roundtrip)
           (long long)e->maxrss_kib);
     CHECK(e->exit_code == -1 && e->term_signal == 0, "no process status");
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     /* Every value type, and a value bigger than a socket buffer. */
     static const int64_t ia[] = {1, -2, INT64_MAX, INT64_MIN};
@@ -380,10 +394,11 @@ TEST_CASE(roundtrip)
         job_arg(&j, vals[i]);
         rc = htex_child_run(c, e);
         CHECK(rc == 0, "echo %s: %d %s", cparsl_type_name(vals[i].type), rc,
-              e->error.text);
+              cparsl_exec_text(e));
         CHECK(cparsl_value_equal(&e->result, &vals[i]), "echo %zu (%s)", i,
               cparsl_type_name(vals[i].type));
         cparsl_value_clear(&e->result);
+        cparsl_exec_clear_error(e);
     }
     free(big);
 
@@ -394,16 +409,17 @@ TEST_CASE(roundtrip)
     rc = htex_child_run(c, e);
     CHECK(rc == 0 && e->result.type == CPARSL_T_STRING &&
               strcmp(e->result.u.str.p, "keyword") == 0,
-          "kwecho: %d %s", rc, e->error.text);
+          "kwecho: %d %s", rc, cparsl_exec_text(e));
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     /* An app's own failure travels back; the child stays. */
     e = job_init(&j, "fail");
     job_arg(&j, cparsl_int(7));
     rc = htex_child_run(c, e);
     CHECK(rc == -CPARSL_EAPP, "fail: %d", rc);
-    CHECK(strstr(e->error.text, "fail on purpose (x=7)") != NULL, "text '%s'",
-          e->error.text);
+    CHECK(strstr(cparsl_exec_text(e), "fail on purpose (x=7)") != NULL,
+          "text '%s'", cparsl_exec_text(e));
     CHECK(e->result.type == CPARSL_T_NIL, "no result on failure");
     CHECK(htex_child_alive(c), "alive after an app failure");
 
@@ -421,13 +437,13 @@ TEST_CASE(unknown_app)
     if (!cparsl_app_find("late"))
         REQUIRE(cparsl_app_register(&late_app) == 0, "register late");
     htex_child_t *c = spawn(NULL);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "late");
     int rc = htex_child_run(c, e);
     CHECK(rc == -CPARSL_ENOAPP, "late: %d", rc);
-    CHECK(strstr(e->error.text, "no app 'late' registered in this worker") !=
-              NULL,
-          "text '%s'", e->error.text);
+    CHECK(strstr(cparsl_exec_text(e),
+                 "no app 'late' registered in this worker") != NULL,
+          "text '%s'", cparsl_exec_text(e));
     CHECK(htex_child_alive(c), "alive after an unknown app");
     int64_t v = 0;
     CHECK(run_int(c, "add", 2, 4, &v) == 0 && v == 8, "add after");
@@ -438,7 +454,7 @@ static void crash_case(const char *app, const char *expect, int sig, int code)
 {
     htex_child_t *c = spawn(NULL);
     pid_t pid = htex_child_pid(c);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, app);
     double t0 = now_s();
     int rc = htex_child_run(c, e);
@@ -447,21 +463,21 @@ static void crash_case(const char *app, const char *expect, int sig, int code)
     snprintf(want, sizeof want,
              "worker process %ld died while running app '%s': %s", (long)pid,
              app, expect);
-    CHECK(rc == -CPARSL_EWORKER, "%s: %d %s", app, rc, e->error.text);
-    CHECK(strstr(e->error.text, want) != NULL, "text '%s', want '%s'",
-          e->error.text, want);
+    CHECK(rc == -CPARSL_EWORKER, "%s: %d %s", app, rc, cparsl_exec_text(e));
+    CHECK(strstr(cparsl_exec_text(e), want) != NULL, "text '%s', want '%s'",
+          cparsl_exec_text(e), want);
     CHECK(e->term_signal == sig, "term_signal %d", e->term_signal);
     CHECK(sig || e->exit_code == code, "exit_code %d", e->exit_code);
     CHECK(dt < 2.0, "noticed in %.3f s", dt);
     CHECK(!htex_child_alive(c), "dead after a crash");
     CHECK(pid_gone(pid), "pid %ld gone", (long)pid);
-    fprintf(stderr, "  %s\n", e->error.text);
+    fprintf(stderr, "  %s\n", cparsl_exec_text(e));
 
     /* The dead child refuses more work; a new one takes it. */
     e = job_init(&j, "noop");
     rc = htex_child_run(c, e);
-    CHECK(rc == -CPARSL_EWORKER && strstr(e->error.text, "not running"),
-          "run on dead: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWORKER && strstr(cparsl_exec_text(e), "not running"),
+          "run on dead: %d %s", rc, cparsl_exec_text(e));
     htex_child_destroy(c);
     c = spawn(NULL);
     int64_t v = 0;
@@ -488,15 +504,16 @@ TEST_CASE(walltime)
 {
     htex_child_t *c = spawn(NULL);
     pid_t pid = htex_child_pid(c);
-    job_t j;
+    JOB(j);
 
     /* Within its walltime: fine. */
     cparsl_exec_t *e = job_init(&j, "sleep");
     job_arg(&j, cparsl_double(0.05));
     e->walltime = 2;
     int rc = htex_child_run(c, e);
-    CHECK(rc == 0, "short sleep: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "short sleep: %d %s", rc, cparsl_exec_text(e));
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     e = job_init(&j, "sleep");
     job_arg(&j, cparsl_double(30));
@@ -504,14 +521,15 @@ TEST_CASE(walltime)
     double t0 = now_s();
     rc = htex_child_run(c, e);
     double dt = now_s() - t0;
-    CHECK(rc == -CPARSL_EWALLTIME, "sleep: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWALLTIME, "sleep: %d %s", rc, cparsl_exec_text(e));
     CHECK(dt >= 0.29 && dt < 1.5, "killed after %.3f s", dt);
     char want[160];
     snprintf(want, sizeof want,
              "app 'sleep' exceeded its walltime of 0.3 s; worker process %ld "
              "killed",
              (long)pid);
-    CHECK(strcmp(e->error.text, want) == 0, "text '%s'", e->error.text);
+    CHECK(strcmp(cparsl_exec_text(e), want) == 0, "text '%s'",
+          cparsl_exec_text(e));
     CHECK(!htex_child_alive(c), "dead after walltime");
     CHECK(pid_gone(pid), "pid gone");
     htex_child_destroy(c);
@@ -534,16 +552,17 @@ static bool clear_refs_allowed(void)
 TEST_CASE(maxrss)
 {
     htex_child_t *c = spawn(NULL);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "big");
     int rc = htex_child_run(c, e);
-    CHECK(rc == 0, "big: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "big: %d %s", rc, cparsl_exec_text(e));
     int64_t big = e->maxrss_kib;
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     e = job_init(&j, "noop");
     rc = htex_child_run(c, e);
-    CHECK(rc == 0, "tiny: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "tiny: %d %s", rc, cparsl_exec_text(e));
     int64_t tiny = e->maxrss_kib;
     fprintf(stderr, "  maxrss: 64 MiB task %lld KiB, then a no-op %lld KiB\n",
             (long long)big, (long long)tiny);
@@ -615,13 +634,14 @@ TEST_CASE(environment)
                          "CPARSL_TEST_OVERRIDE=new"};
     htex_child_opts_t o = {.env = add, .nenv = 3};
     htex_child_t *c = spawn(&o);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "env");
     int rc = htex_child_run(c, e);
-    CHECK(rc == 0, "env: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "env: %d %s", rc, cparsl_exec_text(e));
     if (rc == 0)
         check_env_list(&e->result, "7");
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
     htex_child_destroy(c);
 
     /* Bad additions are refused before anything is forked. */
@@ -652,13 +672,14 @@ TEST_CASE(pinning)
 
     htex_child_opts_t o = {.cpus = list};
     htex_child_t *c = spawn(&o);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "affinity");
     int rc = htex_child_run(c, e);
     CHECK(rc == 0 && e->result.type == CPARSL_T_INT_ARRAY &&
               e->result.u.ia.n == 1 && e->result.u.ia.p[0] == first,
-          "pinned to {%d}: %d %s", first, rc, e->error.text);
+          "pinned to {%d}: %d %s", first, rc, cparsl_exec_text(e));
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
     htex_child_destroy(c);
 
     if (second >= 0) {
@@ -671,6 +692,7 @@ TEST_CASE(pinning)
                   e->result.u.ia.p[1] == second,
               "pinned to {%d,%d}", first, second);
         cparsl_value_clear(&e->result);
+        cparsl_exec_clear_error(e);
         htex_child_destroy(c);
     }
 
@@ -682,6 +704,7 @@ TEST_CASE(pinning)
               (int)e->result.u.ia.n == CPU_COUNT(&mine),
           "unpinned child has %d CPUs", CPU_COUNT(&mine));
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
     htex_child_destroy(c);
 
     cparsl_error_t err;
@@ -709,12 +732,12 @@ TEST_CASE(bash_in_child)
     int rc = run_int(c, "bash_exit", 1, 0, &v);
     CHECK(rc == 0 && v == 0, "exit 0: %d", rc);
 
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "bash_exit");
     job_arg(&j, cparsl_int(3));
     rc = htex_child_run(c, e);
     CHECK(rc == -CPARSL_EEXIT && e->exit_code == 3, "exit 3: %d %d %s", rc,
-          e->exit_code, e->error.text);
+          e->exit_code, cparsl_exec_text(e));
     CHECK(htex_child_alive(c), "a command's failure is not the worker's");
 
     char path[64];
@@ -726,7 +749,7 @@ TEST_CASE(bash_in_child)
     e->args.outputs = j.outputs;
     e->args.noutputs = 1;
     rc = htex_child_run(c, e);
-    CHECK(rc == 0, "bash_write: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "bash_write: %d %s", rc, cparsl_exec_text(e));
     char buf[64] = "";
     FILE *f = fopen(path, "r");
     if (f) {
@@ -737,6 +760,7 @@ TEST_CASE(bash_in_child)
     CHECK(strcmp(buf, "from-worker\n") == 0, "output file '%s'", buf);
     unlink(path);
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     /* The bash kind enforces its walltime inside the child, which lives. */
     e = job_init(&j, "bash_sleep");
@@ -745,8 +769,9 @@ TEST_CASE(bash_in_child)
     double t0 = now_s();
     rc = htex_child_run(c, e);
     double dt = now_s() - t0;
-    CHECK(rc == -CPARSL_EWALLTIME && strstr(e->error.text, "process group"),
-          "bash walltime: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWALLTIME &&
+              strstr(cparsl_exec_text(e), "process group"),
+          "bash walltime: %d %s", rc, cparsl_exec_text(e));
     CHECK(dt < 2.0, "bash walltime after %.3f s", dt);
     CHECK(htex_child_alive(c) && htex_child_pid(c) == pid,
           "child survives its command's walltime");
@@ -820,28 +845,30 @@ static void direct_body(void)
           (long long)v);
     CHECK(run_int(c, "pid", 0, 0, &v) == 0 && v == pid, "pid");
 
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "env");
     int rc = htex_child_run(c, e);
-    CHECK(rc == 0, "env: %d %s", rc, e->error.text);
+    CHECK(rc == 0, "env: %d %s", rc, cparsl_exec_text(e));
     if (rc == 0)
         check_env_list(&e->result, "3");
     cparsl_value_clear(&e->result);
+    cparsl_exec_clear_error(e);
 
     e = job_init(&j, "segv");
     rc = htex_child_run(c, e);
     CHECK(rc == -CPARSL_EWORKER &&
-              strstr(e->error.text, "killed by signal 11 (Segmentation fault)"),
-          "segv: %d %s", rc, e->error.text);
+              strstr(cparsl_exec_text(e),
+                     "killed by signal 11 (Segmentation fault)"),
+          "segv: %d %s", rc, cparsl_exec_text(e));
     CHECK(pid_gone(pid), "reaped");
     htex_child_destroy(c);
 
     c = spawn(NULL);
     e = job_init(&j, "exit3");
     rc = htex_child_run(c, e);
-    CHECK(rc == -CPARSL_EWORKER && strstr(e->error.text, "exited with "
-                                                         "status 3"),
-          "exit3: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWORKER && strstr(cparsl_exec_text(e), "exited with "
+                                                               "status 3"),
+          "exit3: %d %s", rc, cparsl_exec_text(e));
     htex_child_destroy(c);
 
     c = spawn(NULL);
@@ -850,7 +877,7 @@ static void direct_body(void)
     job_arg(&j, cparsl_double(30));
     e->walltime = 0.2;
     rc = htex_child_run(c, e);
-    CHECK(rc == -CPARSL_EWALLTIME, "walltime: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWALLTIME, "walltime: %d %s", rc, cparsl_exec_text(e));
     CHECK(pid_gone(pid), "killed and reaped");
     htex_child_destroy(c);
 
@@ -899,10 +926,11 @@ static void helper_rules_body(void)
     htex_forkhelper_stop();
     CHECK(!htex_forkhelper_running(), "stopped");
     CHECK(wait_gone(pid, 2.0), "child %ld died with the helper", (long)pid);
-    job_t j;
+    JOB(j);
     cparsl_exec_t *e = job_init(&j, "noop");
     rc = htex_child_run(c, e);
-    CHECK(rc == -CPARSL_EWORKER, "run after stop: %d %s", rc, e->error.text);
+    CHECK(rc == -CPARSL_EWORKER, "run after stop: %d %s", rc,
+          cparsl_exec_text(e));
     htex_child_destroy(c);
 
     /* And it can start again. */
@@ -943,7 +971,7 @@ static void *spawner_main(void *arg)
         }
         for (int i = 0; i < s->n; i++) {
             int64_t v = 0;
-            job_t j;
+            JOB(j);
             cparsl_exec_t *e = job_init(&j, "add");
             job_arg(&j, cparsl_int(i));
             job_arg(&j, cparsl_int(1));
@@ -1011,7 +1039,7 @@ static bool is_untouched(const cparsl_exec_t *e)
 {
     return e->t_start == UNTOUCHED_T && e->t_end == UNTOUCHED_T &&
            e->exit_code == 55 && e->term_signal == 66 && e->cpu_s == 7.5 &&
-           e->maxrss_kib == 88 && e->error.code == 0 &&
+           e->maxrss_kib == 88 && cparsl_exec_code(e) == 0 &&
            e->result.type == CPARSL_T_NIL;
 }
 
@@ -1053,25 +1081,26 @@ TEST_CASE(batch_roundtrip)
     for (int i = 0; i < N && i < (int)done; i++) {
         cparsl_exec_t *e = v[i];
         if (i == 10) {
-            CHECK(e->error.code == -CPARSL_EAPP &&
-                      strstr(e->error.text, "fail on purpose (x=10)"),
-                  "fail: %d %s", e->error.code, e->error.text);
+            CHECK(cparsl_exec_code(e) == -CPARSL_EAPP &&
+                      strstr(cparsl_exec_text(e), "fail on purpose (x=10)"),
+                  "fail: %d %s", cparsl_exec_code(e), cparsl_exec_text(e));
         } else if (i == 20) {
-            CHECK(e->error.code == -CPARSL_ENOAPP &&
-                      strstr(e->error.text, "no app 'late'"),
-                  "late: %d %s", e->error.code, e->error.text);
+            CHECK(cparsl_exec_code(e) == -CPARSL_ENOAPP &&
+                      strstr(cparsl_exec_text(e), "no app 'late'"),
+                  "late: %d %s", cparsl_exec_code(e), cparsl_exec_text(e));
         } else if (i == 30) {
-            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_STRING &&
+            CHECK(cparsl_exec_code(e) == 0 &&
+                      e->result.type == CPARSL_T_STRING &&
                       strcmp(e->result.u.str.p, "batched string") == 0,
-                  "echo: %d %s", e->error.code, e->error.text);
+                  "echo: %d %s", cparsl_exec_code(e), cparsl_exec_text(e));
         } else if (i == 40) {
-            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_INT &&
+            CHECK(cparsl_exec_code(e) == 0 && e->result.type == CPARSL_T_INT &&
                       e->result.u.i == pid,
                   "pid in a batch");
         } else {
-            CHECK(e->error.code == 0 && e->result.type == CPARSL_T_INT &&
+            CHECK(cparsl_exec_code(e) == 0 && e->result.type == CPARSL_T_INT &&
                       e->result.u.i == 1001 * i,
-                  "add %d: %d %s", i, e->error.code, e->error.text);
+                  "add %d: %d %s", i, cparsl_exec_code(e), cparsl_exec_text(e));
         }
         CHECK(e->t_start >= before - 1000000 && e->t_end >= e->t_start &&
                   e->t_end <= after + 1000000,
@@ -1086,6 +1115,7 @@ TEST_CASE(batch_roundtrip)
                   "task %d maxrss %lld", i, (long long)e->maxrss_kib);
         }
         cparsl_value_clear(&e->result);
+        cparsl_exec_clear_error(e);
     }
 
     /* The child goes on, one at a time and in batches. */
@@ -1095,9 +1125,9 @@ TEST_CASE(batch_roundtrip)
     job_arg(&jobs[0], cparsl_int(3));
     job_arg(&jobs[0], cparsl_int(4));
     rc = htex_child_run_batch(c, v, 1, &done);
-    CHECK(rc == 0 && done == 1 && v[0]->error.code == 0 &&
+    CHECK(rc == 0 && done == 1 && cparsl_exec_code(v[0]) == 0 &&
               v[0]->result.u.i == 7,
-          "batch of one: %d %zu %s", rc, done, v[0]->error.text);
+          "batch of one: %d %zu %s", rc, done, cparsl_exec_text(v[0]));
     rc = htex_child_run_batch(c, v, 0, &done);
     CHECK(rc == 0 && done == 0, "empty batch: %d %zu", rc, done);
 
@@ -1118,15 +1148,18 @@ TEST_CASE(batch_roundtrip)
     int parts = run_all(&c, v + done, 10 - done) + 1;
     CHECK(parts >= 3, "10 x 300 KiB in %d parts", parts);
     for (int i = 0; i < 10; i++) {
-        CHECK(v[i]->error.code == 0 && v[i]->result.type == CPARSL_T_BYTES &&
+        CHECK(cparsl_exec_code(v[i]) == 0 &&
+                  v[i]->result.type == CPARSL_T_BYTES &&
                   v[i]->result.u.str.len == bign &&
                   memcmp(v[i]->result.u.str.p, big, bign) == 0,
               "big echo %d", i);
         cparsl_value_clear(&v[i]->result);
+        cparsl_exec_clear_error(v[i]);
     }
     free(big);
     CHECK(htex_child_pid(c) == pid, "no new child was needed");
     htex_child_destroy(c);
+    JOBS_FREE(jobs, N);
     free(jobs);
 }
 
@@ -1136,6 +1169,7 @@ static void batch_crash_one(const char *app, const char *expect, int sig,
     enum { N = 10, AT = 4 };
     char paths[N][96];
     job_t jobs[N];
+    memset(jobs, 0, sizeof jobs);
     cparsl_exec_t *v[N];
     htex_child_t *c = spawn(NULL);
     pid_t pid = htex_child_pid(c);
@@ -1158,26 +1192,27 @@ static void batch_crash_one(const char *app, const char *expect, int sig,
     CHECK(!htex_child_alive(c), "dead after a crash");
     CHECK(pid_gone(pid), "pid %ld gone", (long)pid);
     for (int i = 0; i < AT; i++)
-        CHECK(v[i]->error.code == 0 && v[i]->result.type == CPARSL_T_INT &&
-                  v[i]->result.u.i == 1 && v[i]->t_end >= v[i]->t_start &&
-                  v[i]->t_start > UNTOUCHED_T && v[i]->exit_code == -1 &&
-                  access(paths[i], F_OK) == 0,
-              "%s: result %d kept: %d %s", app, i, v[i]->error.code,
-              v[i]->error.text);
+        CHECK(cparsl_exec_code(v[i]) == 0 &&
+                  v[i]->result.type == CPARSL_T_INT && v[i]->result.u.i == 1 &&
+                  v[i]->t_end >= v[i]->t_start && v[i]->t_start > UNTOUCHED_T &&
+                  v[i]->exit_code == -1 && access(paths[i], F_OK) == 0,
+              "%s: result %d kept: %d %s", app, i, cparsl_exec_code(v[i]),
+              cparsl_exec_text(v[i]));
 
     cparsl_exec_t *e = v[AT];
     char want[256];
     snprintf(want, sizeof want,
              "worker process %ld died while running app '%s': %s", (long)pid,
              app, expect);
-    CHECK(e->error.code == -CPARSL_EWORKER && strstr(e->error.text, want),
-          "text '%s', want '%s'", e->error.text, want);
+    CHECK(cparsl_exec_code(e) == -CPARSL_EWORKER &&
+              strstr(cparsl_exec_text(e), want),
+          "text '%s', want '%s'", cparsl_exec_text(e), want);
     CHECK(e->term_signal == sig, "term_signal %d", e->term_signal);
     CHECK(sig || e->exit_code == code, "exit_code %d", e->exit_code);
     CHECK(e->t_start >= v[AT - 1]->t_end && e->t_end >= e->t_start,
           "crash times %lld %lld", (long long)e->t_start, (long long)e->t_end);
     CHECK(e->result.type == CPARSL_T_NIL, "no result");
-    fprintf(stderr, "  batch: %s\n", e->error.text);
+    fprintf(stderr, "  batch: %s\n", cparsl_exec_text(e));
 
     for (int i = AT + 1; i < N; i++) {
         CHECK(is_untouched(v[i]), "%s: exec %d untouched", app, i);
@@ -1186,20 +1221,22 @@ static void batch_crash_one(const char *app, const char *expect, int sig,
 
     /* The dead child refuses a batch; a new one runs the rest. */
     rc = htex_child_run_batch(c, v + AT + 1, N - AT - 1, &done);
-    CHECK(rc == 0 && done == 1 && v[AT + 1]->error.code == -CPARSL_EWORKER &&
-              strstr(v[AT + 1]->error.text, "not running"),
-          "batch on dead: %d %zu %s", rc, done, v[AT + 1]->error.text);
+    CHECK(rc == 0 && done == 1 &&
+              cparsl_exec_code(v[AT + 1]) == -CPARSL_EWORKER &&
+              strstr(cparsl_exec_text(v[AT + 1]), "not running"),
+          "batch on dead: %d %zu %s", rc, done, cparsl_exec_text(v[AT + 1]));
     htex_child_destroy(c);
     c = spawn(NULL);
     rc = htex_child_run_batch(c, v + AT + 1, N - AT - 1, &done);
     CHECK(rc == 0 && done == N - AT - 1, "the rest: %d %zu", rc, done);
     for (int i = AT + 1; i < N; i++)
-        CHECK(v[i]->error.code == 0 && v[i]->result.u.i == 1 &&
+        CHECK(cparsl_exec_code(v[i]) == 0 && v[i]->result.u.i == 1 &&
                   access(paths[i], F_OK) == 0,
-              "rest %d ran: %s", i, v[i]->error.text);
+              "rest %d ran: %s", i, cparsl_exec_text(v[i]));
     htex_child_destroy(c);
     for (int i = 0; i < N; i++)
         unlink(paths[i]);
+    JOBS_FREE(jobs, N);
 }
 
 TEST_CASE(batch_crash)
@@ -1218,6 +1255,7 @@ TEST_CASE(batch_rejects)
              (long)getpid());
     unlink(path);
     job_t jobs[3];
+    memset(jobs, 0, sizeof jobs);
     cparsl_exec_t *v[3];
     for (int i = 0; i < 3; i++) {
         v[i] = job_init(&jobs[i], "mark");
@@ -1233,7 +1271,7 @@ TEST_CASE(batch_rejects)
     v[2]->walltime = 0;
 
     /* A kind that enforces walltimes itself, even with none set. */
-    job_t bj;
+    JOB(bj);
     cparsl_exec_t *b = job_init(&bj, "bash_exit");
     job_arg(&bj, cparsl_int(0));
     cparsl_exec_t *w[2] = {v[0], b};
@@ -1249,13 +1287,14 @@ TEST_CASE(batch_rejects)
           done);
     unlink(path);
     htex_child_destroy(c);
+    JOBS_FREE(jobs, 3);
 }
 
 TEST_CASE(overhead)
 {
     long n = check_scale(10000);
     htex_child_t *c = spawn(NULL);
-    job_t j;
+    JOB(j);
     int fails = 0;
 
     /* Warm up, then time one task at a time. */
@@ -1277,6 +1316,7 @@ TEST_CASE(overhead)
 
     enum { B = 16 };
     job_t bj[B];
+    memset(bj, 0, sizeof bj);
     cparsl_exec_t *v[B];
     long nb = (n + B - 1) / B;
     t0 = now_s();
@@ -1286,7 +1326,7 @@ TEST_CASE(overhead)
             v[i] = job_init(&bj[i], "noop");
         fails += htex_child_run_batch(c, v, B, &done) != 0 || done != B;
         for (int i = 0; i < B; i++)
-            fails += v[i]->error.code != 0;
+            fails += cparsl_exec_code(v[i]) != 0;
     }
     double batch_us = (now_s() - t0) / (double)(nb * B) * 1e6;
     CHECK(fails == 0, "%d failed", fails);
@@ -1303,6 +1343,7 @@ TEST_CASE(overhead)
             "  %ld no-op tasks: %.1f us per task through a child, %.1f us in "
             "batches of %d, %.2f us in-process; spawn+destroy %.2f ms\n",
             n, child_us, batch_us, B, inproc_us, spawn_ms);
+    JOBS_FREE(bj, B);
 }
 
 static const check_case_t cases[] = {

@@ -202,7 +202,8 @@ static void check_task_equal(const htex_task_t *t, const struct sample *s,
     CHECK(d->stdout_mode == s->e.stdout_mode, "stdout mode");
     CHECK(d->stderr_mode == s->e.stderr_mode, "stderr mode");
     CHECK(d->result.type == CPARSL_T_NIL, "result not nil");
-    CHECK(d->error.code == 0 && d->error.text[0] == '\0', "error not clear");
+    CHECK(cparsl_exec_code(d) == 0 && cparsl_exec_text(d)[0] == '\0',
+          "error not clear");
     CHECK(d->exit_code == -1 && d->term_signal == 0, "exit %d sig %d",
           d->exit_code, d->term_signal);
     CHECK(d->cpu_s < 0 && d->maxrss_kib < 0, "cpu %g rss %" PRId64, d->cpu_s,
@@ -239,6 +240,7 @@ static int read_all(htex_reader_t *r, htex_task_t *task, cparsl_error_t *err)
         }
     }
     cparsl_value_clear(&e.result);
+    cparsl_exec_clear_error(&e);
     return rc;
 }
 
@@ -305,7 +307,7 @@ TEST_CASE(task_roundtrip)
      * result. */
     REQUIRE(htex_msg_open(&r, b.p, b.len, &err) == 0, "reopen");
     REQUIRE(htex_msg_next_task(&r, &t, &err) == 0, "next: %s", err.text);
-    CHECK(cparsl_exec_run(&t.exec) == 0, "run: %s", t.exec.error.text);
+    CHECK(cparsl_exec_run(&t.exec) == 0, "run: %s", cparsl_exec_text(&t.exec));
     CHECK(t.exec.result.type == CPARSL_T_LIST && t.exec.result.u.list.n == 2 &&
               t.exec.result.u.list.p[0].u.i == 42 &&
               t.exec.result.u.list.p[1].u.i == 3,
@@ -330,6 +332,7 @@ TEST_CASE(task_roundtrip)
         CHECK(back.t_start == t.exec.t_start && back.t_end == t.exec.t_end,
               "times");
         cparsl_value_clear(&back.result);
+        cparsl_exec_clear_error(&back);
         htex_buf_free(&rb);
     }
 
@@ -401,7 +404,8 @@ TEST_CASE(result_roundtrip)
     ok.maxrss_kib = 123456;
 
     bad.result = cparsl_int(5); /* not sent: the try failed */
-    cparsl_error_set(&bad.error, CPARSL_ESIGNAL, "killed by signal %d", 9);
+    cparsl_error_set(cparsl_exec_err(&bad), CPARSL_ESIGNAL,
+                     "killed by signal %d", 9);
     bad.exit_code = -1;
     bad.term_signal = 9;
     bad.cpu_s = NAN; /* goes out as "unknown" */
@@ -411,7 +415,8 @@ TEST_CASE(result_roundtrip)
     CHECK(htex_msg_add_result(&b, 10, 0, &ok, 1, 2) == 0, "ok");
     CHECK(htex_msg_add_result(&b, 11, 4, &bad, -1, -2) == 0, "bad");
     /* A hand-written error text without its terminator. */
-    memset(bad.error.text, 'x', sizeof bad.error.text);
+    memset(cparsl_exec_err(&bad)->text, 'x',
+           sizeof cparsl_exec_err(&bad)->text);
     CHECK(htex_msg_add_result(&b, 12, 1, &bad, 0, 0) == 0, "long text");
     CHECK(htex_msg_count(&b) == 3, "count");
     REQUIRE(htex_msg_end(&b) > 0, "end");
@@ -424,7 +429,8 @@ TEST_CASE(result_roundtrip)
     CHECK(tk == 10 && tr == 0 && wk == 1 && sl == 2, "ids");
     CHECK(cparsl_value_equal(&out.result, &ok.result), "value");
     CHECK(out.result.owned, "result owned");
-    CHECK(out.error.code == 0 && out.error.text[0] == '\0', "no error");
+    CHECK(cparsl_exec_code(&out) == 0 && cparsl_exec_text(&out)[0] == '\0',
+          "no error");
     CHECK(out.t_start == ok.t_start && out.t_end == ok.t_end, "times");
     CHECK(out.exit_code == 0 && out.term_signal == 0, "exit");
     CHECK(out.cpu_s == 0.25 && out.maxrss_kib == 123456, "usage");
@@ -434,16 +440,17 @@ TEST_CASE(result_roundtrip)
             "bad: %s", err.text);
     CHECK(tk == 11 && tr == 4 && wk == -1 && sl == -2, "ids");
     CHECK(out.result.type == CPARSL_T_NIL, "nil on error");
-    CHECK(out.error.code == -CPARSL_ESIGNAL, "code %d", out.error.code);
-    CHECK(strcmp(out.error.text, "killed by signal 9") == 0, "text %s",
-          out.error.text);
+    CHECK(cparsl_exec_code(&out) == -CPARSL_ESIGNAL, "code %d",
+          cparsl_exec_code(&out));
+    CHECK(strcmp(cparsl_exec_text(&out), "killed by signal 9") == 0, "text %s",
+          cparsl_exec_text(&out));
     CHECK(out.term_signal == 9 && out.exit_code == -1, "signal");
     CHECK(out.cpu_s == -1 && out.maxrss_kib == -1, "unknown usage");
 
     REQUIRE(htex_msg_next_result(&r, &tk, &tr, &out, NULL, NULL, &err) == 0,
             "long: %s", err.text);
-    CHECK(strlen(out.error.text) == CPARSL_ERROR_TEXT - 1, "truncated to %zu",
-          strlen(out.error.text));
+    CHECK(strlen(cparsl_exec_text(&out)) == CPARSL_ERROR_TEXT - 1,
+          "truncated to %zu", strlen(cparsl_exec_text(&out)));
     CHECK(r.pos == r.len, "all read");
     /* Reading a TASKS record from a RESULTS message. */
     {
@@ -456,6 +463,8 @@ TEST_CASE(result_roundtrip)
         htex_task_free(&t);
     }
     cparsl_value_clear(&out.result);
+    cparsl_exec_clear_error(&out);
+    cparsl_exec_clear_error(&bad);
     htex_buf_free(&b);
 }
 
@@ -473,7 +482,7 @@ TEST_CASE(result_long_text)
 
     memset(&e, 0, sizeof e);
     memset(&out, 0, sizeof out);
-    cparsl_error_set(&e.error, CPARSL_EAPP, "x");
+    cparsl_error_set(cparsl_exec_err(&e), CPARSL_EAPP, "x");
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 0);
     REQUIRE(htex_msg_add_result(&b, 1, 0, &e, 0, 0) == 0, "add");
     REQUIRE(htex_msg_end(&b) > 0, "end");
@@ -497,9 +506,9 @@ TEST_CASE(result_long_text)
     REQUIRE(htex_msg_open(&r, text, mlen, &err) == 0, "open: %s", err.text);
     REQUIRE(htex_msg_next_result(&r, NULL, NULL, &out, NULL, NULL, &err) == 0,
             "next: %s", err.text);
-    CHECK(out.error.code == -CPARSL_EAPP, "code");
-    CHECK(strlen(out.error.text) == 510, "cut before the split char: %zu",
-          strlen(out.error.text));
+    CHECK(cparsl_exec_code(&out) == -CPARSL_EAPP, "code");
+    CHECK(strlen(cparsl_exec_text(&out)) == 510,
+          "cut before the split char: %zu", strlen(cparsl_exec_text(&out)));
 
     /* Over HTEX_MAX_STR: rejected. */
     le32(text + off, HTEX_MAX_STR + 1);
@@ -508,6 +517,8 @@ TEST_CASE(result_long_text)
               -CPARSL_EDECODE,
           "over max");
     CHECK(strstr(err.text, "over the limit"), "%s", err.text);
+    cparsl_exec_clear_error(&e);
+    cparsl_exec_clear_error(&out);
     free(text);
     free(m);
     htex_buf_free(&b);
@@ -751,18 +762,20 @@ TEST_CASE(writer_errors)
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 0);
     CHECK(htex_msg_add_result(&b, 1, -1, &e, 0, 0) == -EINVAL, "try -1");
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 0);
-    e.error.code = 5;
+    cparsl_exec_err(&e)->code = 5;
     CHECK(htex_msg_add_result(&b, 1, 0, &e, 0, 0) == -EINVAL, "positive code");
     /* A result that cannot be encoded. */
+    cparsl_exec_clear_error(&e);
     memset(&e, 0, sizeof e);
     e.result = (cparsl_value_t){.type = CPARSL_T_STRING, .u.str = {NULL, 4}};
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 0);
     CHECK(htex_msg_add_result(&b, 1, 0, &e, 0, 0) == -EINVAL, "bad result");
     /* ...but a failed try sends nil whatever its result says. */
-    cparsl_error_set(&e.error, CPARSL_EAPP, "failed");
+    cparsl_error_set(cparsl_exec_err(&e), CPARSL_EAPP, "failed");
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 0);
     CHECK(htex_msg_add_result(&b, 1, 0, &e, 0, 0) == 0, "failed try");
     CHECK(htex_msg_end(&b) > 0, "end");
+    cparsl_exec_clear_error(&e);
     htex_buf_free(&b);
 }
 
@@ -825,7 +838,8 @@ TEST_CASE(truncations)
     res.result = cparsl_list(items, 2);
     htex_msg_begin(&b, HTEX_MSG_RESULTS, 1);
     htex_msg_add_result(&b, 1, 0, &res, 0, 0);
-    cparsl_error_set(&res.error, CPARSL_EWALLTIME, "walltime exceeded");
+    cparsl_error_set(cparsl_exec_err(&res), CPARSL_EWALLTIME,
+                     "walltime exceeded");
     htex_msg_add_result(&b, 2, 1, &res, 1, 1);
     REQUIRE(htex_msg_end(&b) > 0, "end");
     check_truncations(&b, &t);
@@ -835,6 +849,7 @@ TEST_CASE(truncations)
     htex_msg_add_register(&b, 4, 5, 6, "", "b");
     REQUIRE(htex_msg_end(&b) > 0, "end");
     check_truncations(&b, &t);
+    cparsl_exec_clear_error(&res);
     htex_task_free(&t);
     htex_buf_free(&b);
 }
@@ -1203,7 +1218,7 @@ static void reencode_check(const unsigned char *m, size_t len, htex_task_t *t)
         case HTEX_MSG_RESULTS:
             REQUIRE(htex_msg_next_result(&r, &tk, &tr, &e, &wk, &sl, &err) == 0,
                     "re-read");
-            if (strlen(e.error.text) == CPARSL_ERROR_TEXT - 1)
+            if (strlen(cparsl_exec_text(&e)) == CPARSL_ERROR_TEXT - 1)
                 rc = 1; /* may have been cut */
             else
                 REQUIRE(htex_msg_add_result(&b, tk, tr, &e, wk, sl) == 0,
@@ -1218,6 +1233,7 @@ static void reencode_check(const unsigned char *m, size_t len, htex_task_t *t)
         }
     }
     cparsl_value_clear(&e.result);
+    cparsl_exec_clear_error(&e);
     if (rc == 0) {
         n = htex_msg_end(&b);
         size_t d = 0;
@@ -1254,8 +1270,9 @@ static void build_seeds(htex_buf_t seeds[4])
     res.cpu_s = 1.5;
     htex_msg_begin(&seeds[1], HTEX_MSG_RESULTS, 0);
     htex_msg_add_result(&seeds[1], 1, 0, &res, 0, 1);
-    cparsl_error_set(&res.error, CPARSL_EAPP, "boom");
+    cparsl_error_set(cparsl_exec_err(&res), CPARSL_EAPP, "boom");
     htex_msg_add_result(&seeds[1], 2, 3, &res, 1, 0);
+    cparsl_exec_clear_error(&res);
     REQUIRE(htex_msg_end(&seeds[1]) > 0, "seed 1");
 
     htex_msg_begin(&seeds[2], HTEX_MSG_REGISTER, 4);

@@ -89,7 +89,11 @@ typedef struct cparsl_exec {
     int stdout_mode, stderr_mode;
     /* results, filled by the app kind / executor */
     cparsl_value_t result;
-    cparsl_error_t error;             /* error.code 0: success */
+    /* The try's error, NULL when it succeeded (or has not ended).  Kept
+     * apart, made by the first cparsl_exec_err: a run keeps up to
+     * hundreds of thousands of tries in flight, and a 516-byte buffer in
+     * each would be most of rank 0's memory. */
+    cparsl_error_t *error;
     cparsl_join_t join;               /* join apps only */
     int64_t t_launch, t_start, t_end; /* ns, CLOCK_REALTIME; 0: unknown */
     int64_t t_dispatch;               /* sent to a worker (htex); 0: unknown */
@@ -110,7 +114,7 @@ void cparsl_exec_complete(cparsl_exec_t *e);
 
 /*
  * Run one try on the calling thread through the app's kind: sets t_start
- * and t_end around the body and returns e->error.code.  Executors call
+ * and t_end around the body and returns cparsl_exec_code(e).  Executors call
  * this (on a copy, if they may give up on a try before it returns).
  */
 int cparsl_exec_run(cparsl_exec_t *e);
@@ -121,9 +125,28 @@ int cparsl_exec_run(cparsl_exec_t *e);
 void cparsl_exec_hold(cparsl_exec_t *e);
 void cparsl_exec_release(cparsl_exec_t *e);
 
-/* Set e->error: a convenience for executors and app kinds. */
+/* e's error, made on first use (a try that fails).  Aborts with a message
+ * if even that much memory is gone: a failure must not read as success. */
+cparsl_error_t *cparsl_exec_err(cparsl_exec_t *e);
+/* Its code (0: no error) and text ("" when none). */
+static inline int cparsl_exec_code(const cparsl_exec_t *e)
+{
+    return e->error ? e->error->code : 0;
+}
+static inline const char *cparsl_exec_text(const cparsl_exec_t *e)
+{
+    return e->error ? e->error->text : "";
+}
+/* Drop e's error (the try is to run again, or its record is reused). */
+void cparsl_exec_clear_error(cparsl_exec_t *e);
+/* Move src's error into dst (dropping dst's); src has none after. */
+void cparsl_exec_take_error(cparsl_exec_t *dst, cparsl_exec_t *src);
+/* Copy a cparsl_error_t into e's error (clear it when err->code is 0). */
+void cparsl_exec_set_error(cparsl_exec_t *e, const cparsl_error_t *err);
+
+/* Set e's error: a convenience for executors and app kinds. */
 #define cparsl_exec_fail(e, code, ...)                                         \
-    cparsl_error_set(&(e)->error, (code), __VA_ARGS__)
+    cparsl_error_set(cparsl_exec_err(e), (code), __VA_ARGS__)
 
 /* Check e's positional arguments against the app's signature (converting
  * ints to doubles where 'd' asks); 0 or -CPARSL_EARGS naming the
@@ -150,7 +173,7 @@ struct cparsl_app_kind {
     /* Validate a descriptor at registration/init (e.g. template syntax). */
     int (*check)(const cparsl_app_t *app, cparsl_error_t *err);
     /* Run one try on the calling thread; fill e->result or e->error (and
-     * exit_code, cpu_s, ... where known).  Returns e->error.code. */
+     * exit_code, cpu_s, ... where known).  Returns cparsl_exec_code(e). */
     int (*run)(cparsl_exec_t *e);
 };
 
