@@ -44,7 +44,7 @@
 #define MPI_TR_TAG           1
 #define MPI_TR_MIN_SHIFT     8
 #define MPI_TR_NCLASS        15           /* 256 B .. 4 MiB */
-#define MPI_TR_POOL_BYTES    (4u << 20)   /* kept per class */
+#define MPI_TR_POOL_BYTES    (1u << 20)   /* kept per class */
 #define MPI_TR_POOL_MAX_BUFS 4096u        /* kept per class */
 #define MPI_TR_WINDOW        128          /* sends tested per progress call */
 #define MPI_TR_DRAIN_NS      5000000000LL /* destroy waits this long for sends */
