@@ -71,10 +71,10 @@ struct cparsl_future {
     _Atomic uint32_t state; /* FUT_*, also the futex word */
     _Atomic int32_t refs;
     uint8_t kind; /* enum cparsl__kind */
-    uint64_t id;  /* task id; 0 for non-app futures */
     /* outcome: written by the DFK thread before state becomes DONE */
-    cparsl_value_t value;
     int errcode;
+    uint64_t id; /* task id; 0 for non-app futures */
+    cparsl_value_t value;
     char *errtext; /* malloc'd on failure, NULL on success */
     /* DFK thread only: the dependency nodes waiting on this future */
     cparsl__dep_t *dependents;
@@ -100,7 +100,7 @@ enum { DEP_ARG = 0, DEP_FILE, DEP_JOIN, DEP_SET, DEP_MEMO };
  * bytes (rank 0 holds one per busy worker: docs/performance.md). */
 #define TASK_INLINE_ARGS  3
 #define TASK_INLINE_FILES 2
-#define TASK_INLINE_DEPS  3
+#define TASK_INLINE_DEPS  2
 
 /* Inbound-queue events. */
 enum { EV_SUBMIT = 1, EV_DONE = 2 };
