@@ -37,7 +37,12 @@
 /* ...or this long when every input rings the bell (upstream_rings). */
 #define MGR_SLEEP_RUNG_MAX_NS 1000000000
 #define MGR_RECV_PER_TURN     64
-#define SLOT_POLL_NS          50000
+/* Results from downstream are merged into one message upstream for at
+ * most this long (or max_batch records, or until the loop would idle):
+ * a sub-interchange then sends rank 0 few large messages instead of one
+ * per manager. */
+#define MGR_FWD_HOLD_NS 100000
+#define SLOT_POLL_NS    50000
 /* Tasks queued per local slot, so a slot that finishes finds its next. */
 #define LOCAL_DEPTH 4
 /* An isolated slot takes up to this many tasks without a walltime at once
@@ -107,6 +112,9 @@ struct mgr {
     size_t down_bye, down_registered;
     struct mslot *slots;
     htex_buf_t out;
+    htex_buf_t fwd; /* downstream results being merged */
+    uint32_t fwd_n;
+    int64_t fwd_since;
     bool stopping;
     uint64_t bad_messages;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
@@ -607,20 +615,35 @@ static void on_upstream(struct mgr *m, htex_reader_t *r)
     }
 }
 
+static bool flush_fwd(struct mgr *m, bool now);
+
 static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
                           void *buf, size_t len)
 {
     switch (r->hdr.type) {
     case HTEX_MSG_RESULTS: {
-        /* Forward as they are: the records carry their tickets.  Our own
-         * want rides along instead of theirs. */
+        /* Merged into one message upstream (flush_fwd): the records carry
+         * their tickets, and our own want rides along. */
         uint32_t n = r->hdr.count;
         d->held = d->held >= n ? d->held - n : 0;
         m->held = m->held >= n ? m->held - n : 0;
         d->credit += r->hdr.want;
-        uint32_t want = take_want(m);
-        memcpy((unsigned char *)buf + 12, &want, sizeof want);
-        send_copy(m, m->o->upstream, buf, len);
+        if (!n)
+            return;
+        if (m->fwd_n && m->fwd_n + n > m->o->max_batch)
+            flush_fwd(m, true); /* keep messages within max_batch */
+        if (!m->fwd_n) {
+            htex_msg_begin(&m->fwd, HTEX_MSG_RESULTS, 0);
+            m->fwd_since = cparsl_mono_ns();
+        }
+        if (htex_msg_add_records(&m->fwd, r) < 0) {
+            bad(m, d->ep, "cannot merge its results");
+            m->fwd.error = 0; /* the records before stay good */
+            return;
+        }
+        m->fwd_n += n;
+        (void)buf;
+        (void)len;
         return;
     }
     case HTEX_MSG_REGISTER: {
@@ -796,6 +819,27 @@ static bool assign_downstream(struct mgr *m, bool free_only)
         did = true;
     }
     return did;
+}
+
+/* Send the merged downstream results: when the batch is full, it waited
+ * long enough, or 'now' says the loop is about to idle. */
+static bool flush_fwd(struct mgr *m, bool now)
+{
+    if (!m->fwd_n)
+        return false;
+    if (!now && m->fwd_n < m->o->max_batch &&
+        cparsl_mono_ns() - m->fwd_since < MGR_FWD_HOLD_NS)
+        return false;
+    htex_msg_set_want(&m->fwd, take_want(m));
+    long len = htex_msg_end(&m->fwd);
+    int rc = len < 0 ? (int)len
+                     : send_copy(m, m->o->upstream, m->fwd.p, (size_t)len);
+    if (rc < 0)
+        CPARSL_LOG(CPARSL_LOG_ERROR, "manager",
+                   "rank %d: cannot forward %u results: %s", m->o->rank,
+                   m->fwd_n, cparsl_strerror(rc));
+    m->fwd_n = 0;
+    return true;
 }
 
 /* Send what the slots finished, in one message. */
@@ -986,9 +1030,11 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             last_sent = cparsl_mono_ns();
         }
         did |= expire(m, cparsl_mono_ns());
+        if (flush_fwd(m, !did || m->stopping))
+            did = true;
         t->ops->progress(t);
         if (m->stopping && m->held == 0 && m->npend == 0 &&
-            m->down_bye == o->ndownstream)
+            m->down_bye == o->ndownstream && !m->fwd_n)
             break;
         int64_t now = cparsl_mono_ns();
         if (now - last_sent > hb_ns) {
@@ -1058,6 +1104,7 @@ out:
         m->pool = next;
     }
     htex_buf_free(&m->out);
+    htex_buf_free(&m->fwd);
     free(m->down);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->cv);

@@ -400,6 +400,26 @@ int htex_msg_add_register(htex_buf_t *b, int rank, int node, uint32_t slots,
     return rec_close(b, start);
 }
 
+int htex_msg_add_records(htex_buf_t *b, const htex_reader_t *r)
+{
+    size_t start = 0;
+    int rc = rec_open(b, (int)r->hdr.type, &start);
+    if (rc < 0)
+        return rc;
+    uint32_t have = htex_msg_count(b);
+    if (r->hdr.count > UINT32_MAX - have) {
+        wr_fail(b, -EINVAL);
+        return b->error;
+    }
+    size_t n = r->len - HTEX_HDR_LEN;
+    unsigned char *p = wr_room(b, n);
+    if (!p)
+        return b->error;
+    memcpy(p, r->p + HTEX_HDR_LEN, n);
+    put32(b->p + OFF_COUNT, have + r->hdr.count);
+    return 0;
+}
+
 long htex_msg_end(htex_buf_t *b)
 {
     if (b->error)

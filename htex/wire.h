@@ -86,6 +86,12 @@ int htex_msg_add_result(htex_buf_t *b, uint64_t ticket, int try_no,
                         const cparsl_exec_t *e, int worker, int slot);
 int htex_msg_add_register(htex_buf_t *b, int rank, int node, uint32_t slots,
                           const char *host, const char *build);
+/* Append every record of the message r was opened on (of the type b was
+ * begun as), as they are: a sub-interchange merges its managers' RESULTS
+ * this way.  r's records are not checked here; the final reader checks
+ * them as it does any message's.  0 or negative (sticky). */
+struct htex_reader;
+int htex_msg_add_records(htex_buf_t *b, const struct htex_reader *r);
 /* Patch the header (count, body_len).  Returns the message length, or
  * b->error if a write failed. */
 long htex_msg_end(htex_buf_t *b);

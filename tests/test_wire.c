@@ -629,6 +629,67 @@ TEST_CASE(many_records)
     htex_buf_free(&b);
 }
 
+/* A sub-interchange merges its managers' RESULTS messages: every record
+ * comes through, in order; a message of another type is refused. */
+TEST_CASE(merge_records)
+{
+    htex_buf_t a = {0}, b = {0}, m = {0};
+    cparsl_exec_t e;
+    memset(&e, 0, sizeof e);
+    e.result = cparsl_int(0);
+    htex_msg_begin(&a, HTEX_MSG_RESULTS, 7);
+    for (int i = 0; i < 3; i++) {
+        e.result = cparsl_int(i);
+        REQUIRE(htex_msg_add_result(&a, 100 + i, 0, &e, 1, i) == 0, "a");
+    }
+    REQUIRE(htex_msg_end(&a) > 0, "end a");
+    htex_msg_begin(&b, HTEX_MSG_RESULTS, 9);
+    e.result = cparsl_int(3);
+    REQUIRE(htex_msg_add_result(&b, 103, 0, &e, 2, 0) == 0, "b");
+    REQUIRE(htex_msg_end(&b) > 0, "end b");
+
+    htex_reader_t r;
+    cparsl_error_t err;
+    htex_msg_begin(&m, HTEX_MSG_RESULTS, 0);
+    REQUIRE(htex_msg_open(&r, a.p, a.len, &err) == 0, "open a");
+    CHECK(htex_msg_add_records(&m, &r) == 0, "merge a");
+    REQUIRE(htex_msg_open(&r, b.p, b.len, &err) == 0, "open b");
+    CHECK(htex_msg_add_records(&m, &r) == 0, "merge b");
+    htex_msg_set_want(&m, 5);
+    long len = htex_msg_end(&m);
+    REQUIRE(len > 0, "end merged");
+    REQUIRE(htex_msg_open(&r, m.p, (size_t)len, &err) == 0, "open merged: %s",
+            err.text);
+    CHECK(r.hdr.count == 4 && r.hdr.want == 5, "count %u want %u", r.hdr.count,
+          r.hdr.want);
+    for (uint32_t k = 0; k < r.hdr.count; k++) {
+        uint64_t ticket = 0;
+        int try_no, worker, slot;
+        cparsl_exec_t x;
+        memset(&x, 0, sizeof x);
+        x.result = cparsl_nil();
+        int rc = htex_msg_next_result(&r, &ticket, &try_no, &x, &worker, &slot,
+                                      &err);
+        CHECK(rc == 0 && ticket == 100 + k && x.result.type == CPARSL_T_INT &&
+                  x.result.u.i == (int64_t)k,
+              "record %u: rc %d ticket %llu", k, rc,
+              (unsigned long long)ticket);
+        cparsl_value_clear(&x.result);
+        cparsl_exec_clear_error(&x);
+    }
+
+    /* A REGISTER message cannot be merged into RESULTS. */
+    htex_msg_begin(&a, HTEX_MSG_REGISTER, 0);
+    htex_msg_add_register(&a, 1, 0, 4, "h", "v");
+    REQUIRE(htex_msg_end(&a) > 0, "end register");
+    REQUIRE(htex_msg_open(&r, a.p, a.len, &err) == 0, "open register");
+    htex_msg_begin(&m, HTEX_MSG_RESULTS, 0);
+    CHECK(htex_msg_add_records(&m, &r) == -EINVAL, "type mismatch refused");
+    htex_buf_free(&a);
+    htex_buf_free(&b);
+    htex_buf_free(&m);
+}
+
 TEST_CASE(buffer_reuse)
 {
     htex_buf_t b = {0};
@@ -1431,6 +1492,7 @@ int main(int argc, char **argv)
         TEST_ENTRY(register_roundtrip),
         TEST_ENTRY(many_records),
         TEST_ENTRY(buffer_reuse),
+        TEST_ENTRY(merge_records),
         TEST_ENTRY(writer_errors),
         TEST_ENTRY(truncations),
         TEST_ENTRY(bad_headers),
