@@ -467,8 +467,8 @@ static int xs_configure(const cparsl_cnode_t *node,
                                   &x->start_timeout, err)) < 0 ||
         (rc = cparsl_cnode_choice(node, "manager_log_level", mlog_levels, 0,
                                   &x->manager_log_level, err)) < 0 ||
-        (rc = cparsl_cnode_int(node, "tier_size", 256, 1, 1 << 20, &x->tier_size,
-                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "tier_size", 256, 1, 1 << 20,
+                               &x->tier_size, err)) < 0 ||
         (rc = cparsl_cnode_int(node, "emulate_nodes_per_host", 1, 1, 1 << 20,
                                &x->nodes_per_host, err)) < 0 ||
         (rc = cparsl_cnode_int(node, "emulate_managers", 0, 0, 16384,
