@@ -134,6 +134,7 @@ struct opts {
     bool warmup_set, repeat_set, shape_set;
     const char *config;
     const char *isolation; /* htex executors: "process" or "none" */
+    const char *store;     /* store.type, or NULL: the config's */
     uint64_t idle;         /* seconds to stay idle after the runs */
     /* scale: emulated slots, each task's duration, managers' prefetch */
     uint64_t slots, prefetch;
@@ -177,6 +178,9 @@ static const char usage_text[] =
     "  --repeat R       timed runs in this process; adds a summary line\n"
     "  --warmup M       untimed tasks first (default min(N, 20000))\n"
     "  --config FILE    a cparsl YAML config, passed as --cparsl-config\n"
+    "  --store S        record the run in store S (hdf5, tasklog or null);\n"
+    "                   each timed run then ends when the store has flushed\n"
+    "                   its last record (cparsl_flush)\n"
     "  --help           this text\n"
     "\n"
     "Each timed run prints one JSON object on one line of stdout.  Exit 0 "
@@ -231,7 +235,8 @@ enum opt_id {
     OPT_IDLE,
     OPT_SLOTS,
     OPT_DURATION,
-    OPT_PREFETCH
+    OPT_PREFETCH,
+    OPT_STORE
 };
 
 static const struct {
@@ -253,6 +258,7 @@ static const struct {
     {"--cparsl-config", OPT_CPARSL_CONFIG, MODE_ALL},
     {"--isolation", OPT_ISOLATION, MODE_ALL & ~MODE_SCALE},
     {"--idle", OPT_IDLE, MODE_LATENCY},
+    {"--store", OPT_STORE, MODE_ALL},
 };
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
 
@@ -272,6 +278,13 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
         break;
     case OPT_IDLE:
         o->idle = parse_count(name, val, false);
+        break;
+    case OPT_STORE:
+        if (strcmp(val, "hdf5") != 0 && strcmp(val, "tasklog") != 0 &&
+            strcmp(val, "null") != 0)
+            usage_error("unknown store '%s' (expected hdf5, tasklog or null)",
+                        val);
+        o->store = val;
         break;
     case OPT_ISOLATION:
         if (strcmp(val, "process") != 0 && strcmp(val, "none") != 0)
@@ -608,6 +621,8 @@ static void print_common(const struct opts *o, size_t workers)
            workers);
     if (o->mode == MODE_THROUGHPUT || o->mode == MODE_SCALE)
         printf(",\"window\":%" PRIu64, o->window);
+    if (o->store)
+        printf(",\"store\":\"%s\"", o->store);
     if (o->mode == MODE_SCALE)
         printf(",\"emulation\":true,\"slots\":%" PRIu64 ",\"managers\":%" PRIu64
                ",\"slots_per_manager\":%d"
@@ -737,6 +752,8 @@ static cparsl_config_t *make_config(const struct opts *o)
     }
     if (rc == 0 && !o->ex->isolation)
         rc = set_key(cfg, "executors[0].isolation", o->isolation, &err);
+    if (rc == 0 && o->store)
+        rc = set_key(cfg, "store.type", o->store, &err);
     if (rc == 0 && o->mode == MODE_SCALE) {
         /* Every rank but 0 plays slots / 32 / (ranks - 1) managers. */
         cparsl_launch_t l;
@@ -844,6 +861,12 @@ int main(int argc, char **argv)
         else
             dag_run(o.shape, o.warmup, &warm);
     }
+    /* The warm-up's records must not be written on a timed run's clock. */
+    if (warm.ok && o.store && cparsl_flush(&err) < 0) {
+        warm.ok = false;
+        snprintf(warm.error, sizeof warm.error, "store flush: %.400s",
+                 err.text);
+    }
     if (!warm.ok) {
         fprintf(stderr, "cparsl-bench: warm-up: %s\n", warm.error);
         status = 1;
@@ -863,6 +886,12 @@ int main(int argc, char **argv)
             latency_run(o.tasks, lat, r);
         else
             dag_run(o.shape, o.tasks, r);
+        /* With a store, the run ends when its last record is on disk. */
+        if (o.store && cparsl_flush(&err) < 0 && r->ok) {
+            r->ok = false;
+            snprintf(r->error, sizeof r->error, "store flush: %.400s",
+                     err.text);
+        }
         int64_t t1 = mono_ns();
         r->cpu_s = process_cpu_s() - c0;
         r->allocs = bench_alloc_count() - a0;

@@ -1421,7 +1421,12 @@ static bool emit_node(yaml_emitter_t *em, const cparsl_cnode_t *n)
 
 char *cparsl_config_to_yaml(const cparsl_config_t *cfg)
 {
-    if (!cfg)
+    return cfg ? cparsl_cnode_to_yaml(cfg->root) : NULL;
+}
+
+char *cparsl_cnode_to_yaml(const cparsl_cnode_t *node)
+{
+    if (!node)
         return NULL;
     struct outbuf o = {0};
     yaml_emitter_t em;
@@ -1434,7 +1439,7 @@ char *cparsl_config_to_yaml(const cparsl_config_t *cfg)
     bool ok = yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) &&
               yaml_emitter_emit(&em, &ev) &&
               yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) &&
-              yaml_emitter_emit(&em, &ev) && emit_node(&em, cfg->root) &&
+              yaml_emitter_emit(&em, &ev) && emit_node(&em, node) &&
               yaml_document_end_event_initialize(&ev, 1) &&
               yaml_emitter_emit(&em, &ev) &&
               yaml_stream_end_event_initialize(&ev) &&

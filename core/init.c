@@ -704,6 +704,15 @@ const char *cparsl_run_dir(void)
     return run_dir;
 }
 
+int cparsl_flush(cparsl_error_t *err)
+{
+    cparsl__dfk_t *d = cparsl__dfk;
+    if (!d)
+        return cparsl_error_set(err, CPARSL_ESHUTDOWN,
+                                "cparsl_flush without cparsl_init");
+    return cparsl__dfk_flush(d, err);
+}
+
 int cparsl_wait_all_tasks(double timeout)
 {
     cparsl__dfk_t *d = cparsl__dfk;

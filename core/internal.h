@@ -244,6 +244,11 @@ struct cparsl__dfk {
 
     _Atomic int stopping; /* a signal asked for an orderly shutdown */
     _Atomic bool flush_req;
+    /* cparsl_flush: requests counted under mu, answered on flush_cv */
+    uint64_t flush_asked, flush_done;
+    int flush_rc;
+    cparsl_error_t flush_err;
+    pthread_cond_t flush_cv;
     _Atomic uint64_t next_id;
     _Atomic uint64_t counts[CPARSL_STATE_COUNT];
 };
@@ -257,6 +262,8 @@ void cparsl__dfk_wait_idle(cparsl__dfk_t *d);
 /* Same, up to a CLOCK_MONOTONIC deadline (INT64_MAX: none). */
 int cparsl__dfk_wait_idle_until(cparsl__dfk_t *d, int64_t deadline_mono);
 void cparsl__dfk_stop(cparsl__dfk_t *d);
+/* Have the DFK thread flush the store and wait for it; 0 or its error. */
+int cparsl__dfk_flush(cparsl__dfk_t *d, cparsl_error_t *err);
 /* Run the invariant checker on the DFK thread; 0 or -EPROTO with why. */
 int cparsl__dfk_check(cparsl__dfk_t *d, cparsl_error_t *err);
 cparsl_executor_t *cparsl__dfk_find_executor(cparsl__dfk_t *d,

@@ -108,6 +108,14 @@ cparsl_bench_test(repeat ARGS ${CPARSL_BENCH_ARGS_REPEAT} LINES 4
   REQUIRE ${CPARSL_BENCH_COMMON} window
   CHECKS --summary median_tasks_per_s
   REGEX "\"summary\":true.*\"median_tasks_per_s\":")
+# --store hdf5: the run file is written and flushed inside each timed run.
+cparsl_bench_test(store_hdf5 ARGS throughput --tasks 2000 --window 100
+  --workers 2 --warmup 100 --store hdf5
+  REQUIRE ${CPARSL_BENCH_COMMON} store
+  CHECKS --equal store=hdf5 --equal ok=true
+  REGEX "\"store\":\"hdf5\".*\"ok\":true")
+cparsl_bench_test(bad_store ARGS throughput --store sqlite RC 2 LINES 0
+  STDERR "unknown store 'sqlite'")
 cparsl_bench_test(help ARGS --help LINES 0 REGEX "usage: cparsl-bench")
 
 # Bad arguments: exit 2, nothing on stdout, one line on stderr naming it.

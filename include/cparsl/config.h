@@ -75,6 +75,9 @@ cparsl_config_t *cparsl_config_dup(const cparsl_config_t *cfg);
 
 /* Render as YAML text into a malloc'd string (caller frees); NULL on ENOMEM.*/
 char *cparsl_config_to_yaml(const cparsl_config_t *cfg);
+/* The same for one node and what is under it (a store records the config
+ * it was opened with this way); NULL on ENOMEM or a NULL node. */
+char *cparsl_cnode_to_yaml(const cparsl_cnode_t *node);
 
 void cparsl_config_destroy(cparsl_config_t *cfg);
 

@@ -85,6 +85,17 @@ int cparsl_finalize(cparsl_error_t *err);
 int cparsl_wait_all_tasks(double timeout);
 
 /*
+ * Write everything the store was told so far (every state change of every
+ * task that reached one before the call) to disk, and wait until it is
+ * there: with the hdf5 store, a reader then sees those tasks' rows, and a
+ * SIGKILL after this keeps them.  0, the store's error (a negative code,
+ * the reason in err), or -CPARSL_ESHUTDOWN when cparsl is not running.
+ * The store also flushes on its own timer, on SIGTERM/SIGUSR1 and at
+ * cparsl_finalize; this is for a workflow that wants a known point.
+ */
+int cparsl_flush(cparsl_error_t *err);
+
+/*
  * The signal (SIGTERM or SIGUSR1) that asked this run to stop, or 0.  On
  * such a signal cparsl drains: tasks already running finish and their
  * results are delivered, tasks not yet started fail with

@@ -266,7 +266,10 @@ typedef struct cparsl_task_event {
     cparsl_state_t from, to;
     int try_no;
     int64_t t_ns;
-    const cparsl_exec_t *exec; /* on final states: result and record */
+    const cparsl_exec_t *exec; /* on final states: the try's record */
+    /* exec_done and memo_done: the task's result (by then it has moved
+     * out of exec into the future); NULL otherwise. */
+    const cparsl_value_t *result;
 } cparsl_task_event_t;
 
 typedef struct cparsl_store cparsl_store_t;
