@@ -79,7 +79,7 @@ struct rec {
 
 /* A final state's fixed part, followed by the NSTR strings' bytes. */
 struct fin {
-    int64_t t_dispatch, t_start, t_end;
+    int64_t t_launch, t_dispatch, t_start, t_end;
     double cpu_s;
     int64_t maxrss_kib;
     int32_t worker, slot, node, exit_code, term_signal, error_code;
@@ -292,6 +292,7 @@ static void put_final(struct h5store *s, struct rec *r,
 {
     const cparsl_exec_t *e = ev->exec;
     struct fin f = {
+        .t_launch = e->t_launch,
         .t_dispatch = e->t_dispatch,
         .t_start = e->t_start,
         .t_end = e->t_end,
@@ -363,6 +364,12 @@ static void put_final(struct h5store *s, struct rec *r,
 static void h5_task_event(cparsl_store_t *st, const cparsl_task_event_t *ev)
 {
     struct h5store *s = cparsl_container_of(st, struct h5store, base);
+    /* The last try's launch, start and end come with the final record
+     * (the try stamped them): not queueing them saves three of a task's
+     * five events. */
+    if (ev->to == CPARSL_LAUNCHED || ev->to == CPARSL_RUNNING ||
+        ev->to == CPARSL_RUNNING_ENDED)
+        return;
     struct rec *r = rec_next(s);
     r->id = ev->task_id;
     r->t_ns = ev->t_ns;
@@ -968,6 +975,13 @@ static void on_final(struct h5store *s, const struct rec *rec, const uint8_t *p)
         r->t[rec->to] = rec->t_ns;
     if (pt)
         table_del(s, pt);
+    /* Not queued (h5_task_event): the last try's own stamps. */
+    if (f.t_launch)
+        r->t[CPARSL_LAUNCHED] = f.t_launch;
+    if (f.t_start)
+        r->t[CPARSL_RUNNING] = f.t_start;
+    if (f.t_end)
+        r->t[CPARSL_RUNNING_ENDED] = f.t_end;
     r->state = rec->to;
     /* Tries are counted from 0; a task that never launched had none. */
     r->tries = r->t[CPARSL_LAUNCHED] ? rec->try_no + 1 : 0;
