@@ -203,6 +203,7 @@ void cparsl__clientpool_block_end(void);
 typedef struct cparsl__dfk cparsl__dfk_t;
 
 struct cparsl__dfk {
+    int64_t batch_ns; /* DFK thread: when its current batch began (0: none) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* the DFK thread sleeps here */
