@@ -536,11 +536,7 @@ static void child_answer_error(htex_buf_t *out, uint64_t ticket,
                                const cparsl_error_t *why)
 {
     cparsl_exec_t e;
-    memset(&e, 0, sizeof e);
-    e.result = cparsl_nil();
-    e.exit_code = -1;
-    e.cpu_s = -1;
-    e.maxrss_kib = -1;
+    htex_exec_blank(&e);
     cparsl_exec_fail(&e, CPARSL_EWORKER,
                      "worker process %ld could not decode its task: %s",
                      (long)getpid(), why->text);

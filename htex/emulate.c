@@ -298,11 +298,7 @@ static bool report(struct emu *u, int64_t now)
                 int32_t i = g->done_head;
                 struct entry *en = &u->e[i];
                 cparsl_exec_t x;
-                memset(&x, 0, sizeof x);
-                x.result = cparsl_nil();
-                x.exit_code = -1;
-                x.cpu_s = -1;
-                x.maxrss_kib = -1;
+                htex_exec_blank(&x);
                 int64_t t0 = en->t_start ? en->t_start : now;
                 x.t_start = t0 + u->real_offset;
                 x.t_end = now + u->real_offset;

@@ -617,8 +617,7 @@ static void on_upstream(struct mgr *m, htex_reader_t *r)
 
 static bool flush_fwd(struct mgr *m, bool now);
 
-static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
-                          void *buf, size_t len)
+static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r)
 {
     switch (r->hdr.type) {
     case HTEX_MSG_RESULTS: {
@@ -642,8 +641,6 @@ static void on_downstream(struct mgr *m, struct mdown *d, htex_reader_t *r,
             return;
         }
         m->fwd_n += n;
-        (void)buf;
-        (void)len;
         return;
     }
     case HTEX_MSG_REGISTER: {
@@ -705,7 +702,7 @@ static bool receive(struct mgr *m)
         } else {
             struct mdown *d = find_down(m, peer);
             if (d)
-                on_downstream(m, d, &r, buf, len);
+                on_downstream(m, d, &r);
             else
                 bad(m, peer, "not a peer of this manager");
         }
@@ -924,11 +921,8 @@ static bool expire(struct mgr *m, int64_t now)
         if (!due)
             continue;
         cparsl_exec_t x;
-        memset(&x, 0, sizeof x);
+        htex_exec_blank(&x);
         x.args.try_no = try_no;
-        x.exit_code = -1;
-        x.cpu_s = -1;
-        x.maxrss_kib = -1;
         x.t_start = x.t_end = cparsl_now_ns();
         cparsl_exec_fail(&x, CPARSL_EWALLTIME,
                          "app '%s' exceeded its walltime of %g s on rank %d; "

@@ -728,18 +728,22 @@ static int rec_end(const htex_reader_t *r, cparsl_error_t *err)
 
 /* Everything of exec but executor_data, which belongs to its user.  The
  * error is freed: e must be initialized (htex_task_init zeroes it). */
+void htex_exec_blank(cparsl_exec_t *e)
+{
+    memset(e, 0, sizeof *e);
+    e->result = cparsl_nil();
+    e->exit_code = -1;
+    e->cpu_s = -1;
+    e->maxrss_kib = -1;
+    e->worker = e->slot = e->node = -1;
+}
+
 static void exec_reset(cparsl_exec_t *e)
 {
     void *keep = e->executor_data;
 
     cparsl_exec_clear_error(e);
-    memset(e, 0, sizeof *e);
-    e->result = cparsl_nil();
-    e->exit_code = -1;
-    e->term_signal = 0;
-    e->cpu_s = -1;
-    e->maxrss_kib = -1;
-    e->worker = e->slot = e->node = -1;
+    htex_exec_blank(e);
     e->executor_data = keep;
 }
 

@@ -100,6 +100,11 @@ uint32_t htex_msg_count(const htex_buf_t *b);
 /* Set the 'want' field of the message being built. */
 void htex_msg_set_want(htex_buf_t *b, uint32_t want);
 
+/* An exec with nothing known yet: no result, no error, exit code, CPU,
+ * peak memory and placement unknown (-1).  For a record built by hand (a
+ * result a worker or manager reports without running the task). */
+void htex_exec_blank(cparsl_exec_t *e);
+
 /* ---- reading --------------------------------------------------------------
  */
 
