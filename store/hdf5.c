@@ -92,8 +92,8 @@ struct fin {
 struct row {
     uint64_t id;
     uint64_t off[NSTR];
-    int64_t t[CPARSL_STATE_COUNT];
-    int64_t t_dispatch, t_start, t_end;
+    int64_t t_pending, t_launched, t_dispatch, t_start, t_end;
+    int64_t t_joining, t_fail_retryable, t_final;
     double cpu_s;
     int64_t maxrss_kib;
     uint32_t len[NSTR];
@@ -101,19 +101,34 @@ struct row {
     int32_t error_code, result_type;
 };
 /* No padding: the memory type is the file type, so H5Dwrite copies. */
-_Static_assert(sizeof(struct row) ==
-                   8 * (1 + NSTR + CPARSL_STATE_COUNT + 5) + 4 * (NSTR + 9),
+_Static_assert(sizeof(struct row) == 8 * (1 + NSTR + 8 + 2) + 4 * (NSTR + 9),
                "struct row has padding");
+
+/* The int64 columns, in file order. */
+static const struct {
+    const char *name;
+    size_t off;
+} time_cols[] = {
+    {"t_pending", offsetof(struct row, t_pending)},
+    {"t_launched", offsetof(struct row, t_launched)},
+    {"t_dispatch", offsetof(struct row, t_dispatch)},
+    {"t_start", offsetof(struct row, t_start)},
+    {"t_end", offsetof(struct row, t_end)},
+    {"t_joining", offsetof(struct row, t_joining)},
+    {"t_fail_retryable", offsetof(struct row, t_fail_retryable)},
+    {"t_final", offsetof(struct row, t_final)},
+};
 
 static const char *const str_names[NSTR] = {"app", "executor", "host", "error",
                                             "result"};
 
-/* The states a task can be in before its final one: an unfinished
- * task's timestamps are kept for these only, so that an entry of the map
- * is one cache line. */
+/* The states queued before a task's final one (launch, start and end
+ * come with the final record): an unfinished task's timestamps are kept
+ * for these only. */
 static const cparsl_state_t open_states[] = {
-    CPARSL_UNSCHED,       CPARSL_PENDING, CPARSL_LAUNCHED,       CPARSL_RUNNING,
-    CPARSL_RUNNING_ENDED, CPARSL_JOINING, CPARSL_FAIL_RETRYABLE,
+    CPARSL_PENDING,
+    CPARSL_JOINING,
+    CPARSL_FAIL_RETRYABLE,
 };
 #define NOPEN ((int)(sizeof open_states / sizeof open_states[0]))
 
@@ -122,7 +137,28 @@ struct partial {
     uint64_t id;
     int64_t t[NOPEN];
 };
-_Static_assert(sizeof(struct partial) == 64, "a map entry is a cache line");
+
+/* The column that holds the time a task entered 'st' (not a final
+ * state), or NULL. */
+static int64_t *row_time(struct row *r, cparsl_state_t st)
+{
+    switch (st) {
+    case CPARSL_PENDING:
+        return &r->t_pending;
+    case CPARSL_LAUNCHED:
+        return &r->t_launched;
+    case CPARSL_RUNNING:
+        return &r->t_start;
+    case CPARSL_RUNNING_ENDED:
+        return &r->t_end;
+    case CPARSL_JOINING:
+        return &r->t_joining;
+    case CPARSL_FAIL_RETRYABLE:
+        return &r->t_fail_retryable;
+    default:
+        return NULL;
+    }
+}
 
 struct intern {
     char *s;
@@ -516,16 +552,8 @@ static hid_t make_row_type(void)
         H5Tinsert(t, name, HOFFSET(struct row, off) + 8 * (size_t)i,
                   H5T_NATIVE_UINT64);
     }
-    for (int i = 0; i < CPARSL_STATE_COUNT; i++) {
-        snprintf(name, sizeof name, "t_%s",
-                 cparsl_state_name((cparsl_state_t)i));
-        H5Tinsert(t, name, HOFFSET(struct row, t) + 8 * (size_t)i,
-                  H5T_NATIVE_INT64);
-    }
-    H5Tinsert(t, "t_dispatch", HOFFSET(struct row, t_dispatch),
-              H5T_NATIVE_INT64);
-    H5Tinsert(t, "t_start", HOFFSET(struct row, t_start), H5T_NATIVE_INT64);
-    H5Tinsert(t, "t_end", HOFFSET(struct row, t_end), H5T_NATIVE_INT64);
+    for (size_t i = 0; i < sizeof time_cols / sizeof time_cols[0]; i++)
+        H5Tinsert(t, time_cols[i].name, time_cols[i].off, H5T_NATIVE_INT64);
     H5Tinsert(t, "cpu_s", HOFFSET(struct row, cpu_s), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "maxrss_kib", HOFFSET(struct row, maxrss_kib),
               H5T_NATIVE_INT64);
@@ -970,21 +998,15 @@ static void on_final(struct h5store *s, const struct rec *rec, const uint8_t *p)
         return;
     r->id = rec->id;
     for (int k = 0; pt && k < NOPEN; k++)
-        r->t[open_states[k]] = pt->t[k];
-    if (rec->to < CPARSL_STATE_COUNT)
-        r->t[rec->to] = rec->t_ns;
+        *row_time(r, open_states[k]) = pt->t[k];
     if (pt)
         table_del(s, pt);
+    r->t_final = rec->t_ns;
     /* Not queued (h5_task_event): the last try's own stamps. */
-    if (f.t_launch)
-        r->t[CPARSL_LAUNCHED] = f.t_launch;
-    if (f.t_start)
-        r->t[CPARSL_RUNNING] = f.t_start;
-    if (f.t_end)
-        r->t[CPARSL_RUNNING_ENDED] = f.t_end;
+    r->t_launched = f.t_launch;
     r->state = rec->to;
     /* Tries are counted from 0; a task that never launched had none. */
-    r->tries = r->t[CPARSL_LAUNCHED] ? rec->try_no + 1 : 0;
+    r->tries = r->t_launched ? rec->try_no + 1 : 0;
     r->t_dispatch = f.t_dispatch;
     r->t_start = f.t_start;
     r->t_end = f.t_end;
@@ -1058,7 +1080,7 @@ static void write_unfinished(struct h5store *s)
         r->id = pt->id;
         int last = 0;
         for (int k = 0; k < NOPEN; k++) {
-            r->t[open_states[k]] = pt->t[k];
+            *row_time(r, open_states[k]) = pt->t[k];
             if (pt->t[k] && pt->t[k] >= pt->t[last])
                 last = k;
         }

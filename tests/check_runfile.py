@@ -126,7 +126,8 @@ def check_squares(run, n, what):
         if r["tries"] != 1 or r["result_type"] != 2:
             fail("%s: task %d: tries %d, result_type %d" % (
                 what, i + 1, r["tries"], r["result_type"]))
-        ts = [r["t_pending"], r["t_launched"], r["t_exec_done"]]
+        ts = [r["t_pending"], r["t_launched"],
+              r["t_start"], r["t_end"], r["t_final"]]
         if not all(ts) or ts != sorted(ts):
             fail("%s: task %d's timestamps %r" % (what, i + 1, ts))
         if r["executor"] != "threadpool":
