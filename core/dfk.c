@@ -197,9 +197,14 @@ static void maybe_release(cparsl__dfk_t *d, cparsl__task_t *t)
 }
 
 /* Record the outcome and queue the future for publishing. */
+static void ckpt_first(cparsl__dfk_t *d, cparsl__task_t *t);
+
 static void complete(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
 {
     set_state(d, t, to);
+    if (d->ckpt_mode && to == CPARSL_EXEC_DONE && t->fut.kind == TK_APP &&
+        !t->memo_hit)
+        ckpt_first(d, t);
     finals_in_batch++;
     if (d->nwork == d->capwork) {
         size_t cap = d->capwork ? d->capwork * 2 : 1024;
@@ -452,19 +457,120 @@ static bool memo_wanted(cparsl__dfk_t *d, cparsl__task_t *t)
     return t->cache >= 0 ? t->cache != 0 : t->app->cache != 0;
 }
 
-/* True if t is answered by an earlier identical call (now or later). */
+/* ---- checkpoints ----------------------------------------------------------
+ */
+
+static void ckpt_send(cparsl__dfk_t *d, const struct cparsl__ckpt_wait *w)
+{
+    cparsl_ckpt_t e = {
+        .task_id = w->f->id,
+        .hash = w->hash,
+        .key = w->key,
+        .key_len = w->len,
+        .result = &w->f->value,
+    };
+    d->store_ops->checkpoint(d->store, &e);
+    d->ckpt_written++;
+}
+
+/* Hand every waiting entry to the store (periodic, manual, at exit). */
+static void ckpt_write(cparsl__dfk_t *d)
+{
+    for (size_t i = 0; i < d->ckpt_n; i++) {
+        ckpt_send(d, &d->ckpt_v[i]);
+        cparsl_future_decref(d->ckpt_v[i].f);
+    }
+    d->ckpt_n = 0;
+    if (d->ckpt_mode == CPARSL__CKPT_PERIODIC)
+        d->ckpt_next = cparsl_mono_ns() + d->ckpt_period_ns;
+}
+
+/* Nanoseconds until a periodic checkpoint is due (<= 0: now), or
+ * INT64_MAX when none waits. */
+static int64_t ckpt_due_in(const cparsl__dfk_t *d)
+{
+    if (d->ckpt_mode != CPARSL__CKPT_PERIODIC || !d->ckpt_n)
+        return INT64_MAX;
+    return d->ckpt_next - cparsl_mono_ns();
+}
+
+/* A memoized task has its result: its entry goes out now (task_exit) or
+ * waits for the mode's moment. */
+static void ckpt_note(cparsl__dfk_t *d, const unsigned char *key, size_t len,
+                      uint64_t hash, cparsl__task_t *t)
+{
+    struct cparsl__ckpt_wait w = {key, len, hash, &t->fut};
+    if (d->ckpt_mode == CPARSL__CKPT_TASK_EXIT) {
+        ckpt_send(d, &w);
+        return;
+    }
+    if (d->ckpt_n == d->ckpt_cap) {
+        size_t cap = d->ckpt_cap ? d->ckpt_cap * 2 : 1024;
+        void *v = realloc(d->ckpt_v, cap * sizeof *d->ckpt_v);
+        if (!v) {
+            /* No room to keep it waiting: better early than lost. */
+            ckpt_send(d, &w);
+            return;
+        }
+        d->ckpt_v = v;
+        d->ckpt_cap = cap;
+    }
+    w.f = cparsl_future_incref(&t->fut);
+    d->ckpt_v[d->ckpt_n++] = w;
+}
+
+/* The first call of its key finished: checkpoint it if it is memoized. */
+static void ckpt_first(cparsl__dfk_t *d, cparsl__task_t *t)
+{
+    if (!memo_wanted(d, t))
+        return;
+    unsigned char *key;
+    size_t len;
+    if (cparsl__memo_key(t, &key, &len) < 0)
+        return;
+    const struct cparsl__memo_entry *e = cparsl__memo_find(&d->memo, key, len);
+    free(key);
+    if (e && e->f == &t->fut)
+        ckpt_note(d, e->key, e->len, e->hash, t);
+}
+
+/* An earlier run's checkpoint answers t: no launch. */
+static bool memo_saved(cparsl__dfk_t *d, cparsl__task_t *t,
+                       const struct cparsl__memo_entry *e)
+{
+    cparsl_error_t err;
+    if (cparsl_value_decode(e->saved, e->saved_len, &t->fut.value, NULL, &err) <
+        0) {
+        CPARSL_LOG(CPARSL_LOG_WARN, "memo",
+                   "task %llu: the checkpointed result of app '%s' (task "
+                   "%llu of an earlier run) cannot be decoded, so it runs "
+                   "again: %s",
+                   (unsigned long long)t->fut.id, t->app->name,
+                   (unsigned long long)e->saved_id, err.text);
+        return false;
+    }
+    complete(d, t, CPARSL_MEMO_DONE);
+    if (d->ckpt_mode)
+        ckpt_note(d, e->key, e->len, e->hash, t);
+    return true;
+}
+
+/* True if t is answered by an earlier identical call (now or later), or
+ * by an earlier run's checkpoint. */
 static bool memo_lookup(cparsl__dfk_t *d, cparsl__task_t *t)
 {
     unsigned char *key;
     size_t len;
     if (cparsl__memo_key(t, &key, &len) < 0)
         return false; /* cannot key it: just run it */
-    cparsl_future_t *first =
+    const struct cparsl__memo_entry *e =
         cparsl__memo_find_or_add(&d->memo, key, len, &t->fut);
-    if (!first)
+    if (!e)
         return false;
+    if (!e->f)
+        return memo_saved(d, t, e);
     uint32_t from = t->ndeps;
-    if (cparsl__task_add_dep(t, first, DEP_MEMO, 0) < 0)
+    if (cparsl__task_add_dep(t, e->f, DEP_MEMO, 0) < 0)
         return false;
     t->memo_hit = true;
     deps_link(d, t, from);
@@ -1018,9 +1124,16 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
             sleep_ns *= 2;
             continue;
         }
+        int64_t due = ckpt_due_in(d);
+        if (due <= 0)
+            return NULL;
         pthread_mutex_lock(&d->mu);
         while (!d->in_head && !d->stop && !d->check_req &&
                !atomic_load(&d->flush_req)) {
+            if (due != INT64_MAX) {
+                sleep_timed(d, due); /* a periodic checkpoint waits */
+                break;
+            }
             d->sleeping = true;
             pthread_cond_wait(&d->cv, &d->mu);
             d->sleeping = false;
@@ -1069,7 +1182,17 @@ static void *dfk_main(void *arg)
         }
         if (d->check_req)
             run_check(d);
+        if (ckpt_due_in(d) <= 0) {
+            /* periodic: the entries are on disk when this returns */
+            ckpt_write(d);
+            cparsl_error_t e2;
+            if (d->store_ops->flush(d->store, &e2) < 0)
+                CPARSL_LOG(CPARSL_LOG_ERROR, "dfk", "checkpoint: %s", e2.text);
+        }
         if (atomic_exchange(&d->flush_req, false)) {
+            /* cparsl_checkpoint() and a stop signal come with a flush. */
+            if (atomic_exchange(&d->ckpt_now, false))
+                ckpt_write(d);
             /* Every request made before this point is answered by this
              * flush: the events it must cover were all sent already. */
             pthread_mutex_lock(&d->mu);
@@ -1093,6 +1216,10 @@ static void *dfk_main(void *arg)
         if (stop)
             break;
     }
+    /* Every mode but none writes what still waits at the end, as Parsl
+     * does at cleanup; the store's close flushes it. */
+    if (d->ckpt_mode)
+        ckpt_write(d);
     return NULL;
 }
 
@@ -1162,6 +1289,16 @@ void cparsl__dfk_stop(cparsl__dfk_t *d)
         free(d->batches[i].v);
     free(d->batches);
     free(d->work);
+    if (d->memo.loaded || d->memo.saved_hits || d->ckpt_written)
+        CPARSL_LOG(CPARSL_LOG_INFO, "memo",
+                   "checkpoints: %llu entries loaded from earlier runs, "
+                   "%llu tasks answered by them, %llu entries written",
+                   (unsigned long long)d->memo.loaded,
+                   (unsigned long long)d->memo.saved_hits,
+                   (unsigned long long)d->ckpt_written);
+    for (size_t i = 0; i < d->ckpt_n; i++)
+        cparsl_future_decref(d->ckpt_v[i].f);
+    free(d->ckpt_v);
     cparsl__memo_clear(&d->memo);
     free(releases.v);
     releases.v = NULL;

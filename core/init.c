@@ -129,12 +129,15 @@ struct core_opts {
     bool app_cache;
     int log_level;
     int64_t client_threads_max;
+    int ckpt_mode;
+    int64_t ckpt_period_ns;
+    const cparsl_cnode_t *ckpt_files;
 };
 
 static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
                            cparsl_error_t *err)
 {
-    int rc, mode;
+    int rc;
     const char *level;
     double unused_d;
     (void)unused_d;
@@ -150,7 +153,7 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
         (rc = cparsl_cnode_int(root, "client_threads_max", 4096, 1, 1 << 20,
                                &o->client_threads_max, err)) < 0 ||
         (rc = cparsl_cnode_choice(root, "checkpoint_mode", checkpoint_modes, 0,
-                                  &mode, err)) < 0)
+                                  &o->ckpt_mode, err)) < 0)
         return rc;
     o->log_level = cparsl_log_level_parse(level);
     if (o->log_level < 0)
@@ -161,25 +164,57 @@ static int check_core_keys(const cparsl_cnode_t *root, struct core_opts *o,
     if (!*o->run_dir)
         return cparsl_cnode_error(cparsl_cnode_get(root, "run_dir"), err,
                                   "must not be empty");
-    /* Reserved for checkpointing (the HDF5 store): checked for shape now
-     * so a config written today keeps working. */
+    /* checkpoint_files: a list of files or run dirs, or latest / all. */
     const cparsl_cnode_t *cf = cparsl_cnode_get(root, "checkpoint_files");
+    o->ckpt_files = cf;
     if (cf && cparsl_cnode_type(cf) == CPARSL_CNODE_MAP)
-        return cparsl_cnode_error(cf, err, "expected a list of files");
-    for (size_t i = 0; cf && i < cparsl_cnode_len(cf); i++)
-        if (cparsl_cnode_type(cparsl_cnode_at(cf, i)) != CPARSL_CNODE_SCALAR)
+        return cparsl_cnode_error(cf, err,
+                                  "expected a list of files or run dirs, "
+                                  "or 'latest' or 'all'");
+    if (cf && cparsl_cnode_type(cf) == CPARSL_CNODE_SCALAR) {
+        const char *v = cparsl_cnode_scalar(cf);
+        if (strcmp(v, "latest") != 0 && strcmp(v, "all") != 0)
+            return cparsl_cnode_error(cf, err,
+                                      "expected a list of files or run "
+                                      "dirs, or 'latest' or 'all'; got '%s'",
+                                      v);
+    }
+    for (size_t i = 0; cf && cparsl_cnode_type(cf) == CPARSL_CNODE_SEQ &&
+                       i < cparsl_cnode_len(cf);
+         i++)
+        if (cparsl_cnode_type(cparsl_cnode_at(cf, i)) != CPARSL_CNODE_SCALAR ||
+            !*cparsl_cnode_scalar(cparsl_cnode_at(cf, i)))
             return cparsl_cnode_error(cparsl_cnode_at(cf, i), err,
-                                      "expected a file name");
+                                      "expected a file or run dir name");
     const char *period;
     if ((rc = cparsl_cnode_string(root, "checkpoint_period", NULL, &period,
                                   err)) < 0)
         return rc;
     unsigned h, m, sec;
     char tail;
-    if (period && sscanf(period, "%u:%u:%u%c", &h, &m, &sec, &tail) != 3)
+    if (period && (sscanf(period, "%u:%u:%u%c", &h, &m, &sec, &tail) != 3 ||
+                   m > 59 || sec > 59 || h > 100000 || h + m + sec == 0))
         return cparsl_cnode_error(cparsl_cnode_get(root, "checkpoint_period"),
-                                  err, "expected a duration HH:MM:SS, got '%s'",
+                                  err,
+                                  "expected a duration HH:MM:SS of at least "
+                                  "1 s, got '%s'",
                                   period);
+    if (o->ckpt_mode == CPARSL__CKPT_PERIODIC && !period)
+        return cparsl_cnode_error(cparsl_cnode_get(root, "checkpoint_mode"),
+                                  err,
+                                  "'periodic' needs checkpoint_period "
+                                  "(HH:MM:SS)");
+    if (period && o->ckpt_mode != CPARSL__CKPT_PERIODIC)
+        return cparsl_cnode_error(cparsl_cnode_get(root, "checkpoint_period"),
+                                  err,
+                                  "only used with checkpoint_mode: periodic");
+    o->ckpt_period_ns =
+        period ? ((int64_t)h * 3600 + m * 60 + sec) * 1000000000ll : 0;
+    if ((o->ckpt_mode || cf) && !o->app_cache)
+        return cparsl_cnode_error(
+            cparsl_cnode_get(root, o->ckpt_mode ? "checkpoint_mode"
+                                                : "checkpoint_files"),
+            err, "checkpoints are memoized results: needs app_cache: true");
     return 0;
 }
 
@@ -434,6 +469,165 @@ static int open_store(const cparsl_cnode_t *root, const char *dir,
                               "unknown store type '%s'", type);
 }
 
+/* ---- checkpoints of earlier runs ------------------------------------------
+ */
+
+struct paths {
+    char **v;
+    size_t n, cap;
+};
+
+static int paths_add(struct paths *p, const char *path)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        char **v = realloc(p->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        p->v = v;
+        p->cap = cap;
+    }
+    if (!(p->v[p->n] = strdup(path)))
+        return -ENOMEM;
+    p->n++;
+    return 0;
+}
+
+static void paths_free(struct paths *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->v[i]);
+    free(p->v);
+}
+
+/* NNN of ".../NNN/results.h5". */
+static long run_number(const char *path)
+{
+    const char *end = strrchr(path, '/'), *p = end;
+    while (p > path && p[-1] != '/')
+        p--;
+    return end ? strtol(p, NULL, 10) : 0;
+}
+
+static int by_number(const void *a, const void *b)
+{
+    long x = run_number(*(char *const *)a), y = run_number(*(char *const *)b);
+    return (x > y) - (x < y);
+}
+
+/* The earlier runs' files under 'base' (runinfo/NNN/results.h5, NNN
+ * below this run's), oldest first. */
+static int earlier_runs(const char *base, const char *this_dir,
+                        struct paths *out, cparsl_error_t *err)
+{
+    const char *slash = strrchr(this_dir, '/');
+    long self = strtol(slash ? slash + 1 : this_dir, NULL, 10);
+    DIR *dir = opendir(base);
+    if (!dir)
+        return cparsl_error_set(err, -errno, "cannot read run_dir '%s': %s",
+                                base, strerror(errno));
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(dir))) {
+        char *end;
+        long v = strtol(de->d_name, &end, 10);
+        if (*end || end == de->d_name || v >= self)
+            continue;
+        char path[4300];
+        snprintf(path, sizeof path, "%s/%s/results.h5", base, de->d_name);
+        if (access(path, R_OK) == 0)
+            rc = paths_add(out, path);
+    }
+    closedir(dir);
+    if (rc < 0)
+        return cparsl_error_set(err, rc, "out of memory");
+    qsort(out->v, out->n, sizeof *out->v, by_number);
+    return 0;
+}
+
+/* checkpoint_files as paths to run files: a run dir means its
+ * results.h5; 'latest' and 'all' look through run_dir's earlier runs. */
+static int checkpoint_paths(const struct core_opts *o, const char *this_dir,
+                            struct paths *out, cparsl_error_t *err)
+{
+    const cparsl_cnode_t *cf = o->ckpt_files;
+    if (!cf)
+        return 0;
+    if (cparsl_cnode_type(cf) == CPARSL_CNODE_SCALAR) {
+        int rc = earlier_runs(o->run_dir, this_dir, out, err);
+        if (rc < 0 || strcmp(cparsl_cnode_scalar(cf), "all") == 0 || !out->n)
+            return rc;
+        /* latest: the newest only */
+        for (size_t i = 0; i + 1 < out->n; i++)
+            free(out->v[i]);
+        out->v[0] = out->v[out->n - 1];
+        out->n = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < cparsl_cnode_len(cf); i++) {
+        const cparsl_cnode_t *item = cparsl_cnode_at(cf, i);
+        const char *name = cparsl_cnode_scalar(item);
+        char path[4300];
+        struct stat st;
+        if (stat(name, &st) < 0)
+            return cparsl_cnode_error(item, err, "cannot read '%s': %s", name,
+                                      strerror(errno));
+        snprintf(path, sizeof path,
+                 S_ISDIR(st.st_mode) ? "%s/results.h5" : "%s", name);
+        if (access(path, R_OK) < 0)
+            return cparsl_cnode_error(item, err, "cannot read '%s': %s", path,
+                                      strerror(errno));
+        if (paths_add(out, path) < 0)
+            return cparsl_error_set(err, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int add_saved(void *arg, const cparsl_ckpt_t *e)
+{
+    cparsl__dfk_t *d = arg;
+    return cparsl__memo_add_saved(&d->memo, e->key, e->key_len, e->encoded,
+                                  e->encoded_len, e->task_id);
+}
+
+/* Check the store can keep what the checkpoint keys ask for, and load
+ * the earlier runs' entries into the memo table. */
+static int checkpoints_setup(const cparsl_cnode_t *root,
+                             const struct core_opts *o, const char *this_dir,
+                             cparsl__dfk_t *d, cparsl_error_t *err)
+{
+    d->ckpt_mode = o->ckpt_mode;
+    d->ckpt_period_ns = o->ckpt_period_ns;
+    d->ckpt_next = cparsl_mono_ns() + o->ckpt_period_ns;
+    if (o->ckpt_mode && !d->store_ops->checkpoint)
+        return cparsl_cnode_error(cparsl_cnode_get(root, "checkpoint_mode"),
+                                  err,
+                                  "the '%s' store keeps no checkpoints; use "
+                                  "store: {type: hdf5}",
+                                  d->store_ops->name);
+    if (o->ckpt_files && !d->store_ops->resume)
+        return cparsl_cnode_error(o->ckpt_files, err,
+                                  "the '%s' store cannot read checkpoints; "
+                                  "use store: {type: hdf5}",
+                                  d->store_ops->name);
+    struct paths p = {0};
+    int rc = checkpoint_paths(o, this_dir, &p, err);
+    if (rc == 0 && p.n) {
+        rc = d->store_ops->resume(d->store, (const char *const *)p.v, p.n,
+                                  add_saved, d, err);
+        if (rc == 0)
+            CPARSL_LOG(CPARSL_LOG_INFO, "init",
+                       "resuming: %llu checkpoint entries from %zu file(s), "
+                       "the newest %s",
+                       (unsigned long long)d->memo.loaded, p.n, p.v[p.n - 1]);
+    } else if (rc == 0 && o->ckpt_files) {
+        CPARSL_LOG(CPARSL_LOG_INFO, "init",
+                   "checkpoint_files: no earlier run to resume from");
+    }
+    paths_free(&p);
+    return rc;
+}
+
 /* ---- signals ------------------------------------------------------------ */
 
 /* On the client's watcher thread, after SIGTERM or SIGUSR1. */
@@ -452,6 +646,8 @@ static void on_stop_signal(int sig)
     for (size_t i = 0; i < d->nexecutors; i++)
         d->executors[i]->ops->drain(d->executors[i]);
     pthread_mutex_lock(&d->mu);
+    if (d->ckpt_mode)
+        atomic_store(&d->ckpt_now, true);
     atomic_store(&d->flush_req, true);
     if (d->sleeping)
         pthread_cond_signal(&d->cv);
@@ -561,6 +757,8 @@ int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
         goto fail;
     d->default_retries = (int)o.retries;
     d->app_cache = o.app_cache;
+    if ((rc = checkpoints_setup(root, &o, run_dir, d, err)) < 0)
+        goto fail;
     atomic_init(&d->next_id, 1);
     for (; started < d->nexecutors; started++) {
         cparsl_executor_t *ex = d->executors[started];
@@ -576,6 +774,19 @@ int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
         goto fail;
     }
     cparsl__dfk = d;
+    /* Each executor starts with its first block: this process's threads,
+     * or the MPI job.  Providers record the blocks they add. */
+    for (size_t i = 0; i < d->nexecutors; i++) {
+        cparsl_executor_t *ex = d->executors[i];
+        size_t cap = ex->ops->capacity ? ex->ops->capacity(ex) : 0;
+        cparsl_store_block_event(&(cparsl_block_event_t){
+            .executor = ex->label,
+            .block = 0,
+            .event = "running",
+            .nodes = -1,
+            .workers = cap > INT32_MAX ? INT32_MAX : (int32_t)cap,
+        });
+    }
     if ((rc = cparsl__signals_install(on_stop_signal, err)) < 0)
         CPARSL_LOG(CPARSL_LOG_WARN, "init", "no signal handling: %s",
                    err->text);
@@ -711,6 +922,26 @@ int cparsl_flush(cparsl_error_t *err)
         return cparsl_error_set(err, CPARSL_ESHUTDOWN,
                                 "cparsl_flush without cparsl_init");
     return cparsl__dfk_flush(d, err);
+}
+
+int cparsl_checkpoint(cparsl_error_t *err)
+{
+    cparsl__dfk_t *d = cparsl__dfk;
+    if (!d)
+        return cparsl_error_set(err, CPARSL_ESHUTDOWN,
+                                "cparsl_checkpoint without cparsl_init");
+    if (!d->ckpt_mode)
+        return cparsl_error_set(err, -EINVAL,
+                                "cparsl_checkpoint: checkpoint_mode is none");
+    atomic_store(&d->ckpt_now, true);
+    return cparsl__dfk_flush(d, err);
+}
+
+void cparsl_store_block_event(const cparsl_block_event_t *ev)
+{
+    cparsl__dfk_t *d = cparsl__dfk;
+    if (d && d->store_ops->block_event)
+        d->store_ops->block_event(d->store, ev);
 }
 
 int cparsl_wait_all_tasks(double timeout)

@@ -252,6 +252,28 @@ struct cparsl__dfk {
     pthread_cond_t flush_cv;
     _Atomic uint64_t next_id;
     _Atomic uint64_t counts[CPARSL_STATE_COUNT];
+
+    /* checkpoints: memoized results handed to the store per the mode
+     * (DFK thread only, but ckpt_now) */
+    int ckpt_mode; /* CPARSL__CKPT_* */
+    int64_t ckpt_period_ns, ckpt_next;
+    struct cparsl__ckpt_wait {
+        const unsigned char *key; /* owned by the memo table */
+        size_t len;
+        uint64_t hash;
+        cparsl_future_t *f; /* a reference */
+    } * ckpt_v;
+    size_t ckpt_n, ckpt_cap;
+    uint64_t ckpt_written;
+    _Atomic bool ckpt_now; /* cparsl_checkpoint() asked */
+};
+
+enum {
+    CPARSL__CKPT_NONE = 0,
+    CPARSL__CKPT_TASK_EXIT,
+    CPARSL__CKPT_PERIODIC,
+    CPARSL__CKPT_DFK_EXIT,
+    CPARSL__CKPT_MANUAL,
 };
 
 extern cparsl__dfk_t *cparsl__dfk;

@@ -39,6 +39,7 @@ struct tp_worker {
     cparsl_exec_t *cur; /* the try being run (tp->mu) */
     int64_t deadline;   /* CLOCK_MONOTONIC ns; 0: none */
     _Atomic int claim;  /* 0 running, 1 finished, 2 timed out */
+    int id;             /* the thread's number, recorded as tries' worker */
     bool zombie;
     struct tp_worker *next, *prev;
 };
@@ -58,6 +59,7 @@ struct tp {
     size_t nzombies;
     size_t nsleeping;
     size_t replacements, max_replacements;
+    int next_worker_id;
     double zombie_wait;
     bool stop, watchdog_on;
     pthread_t watchdog;
@@ -73,6 +75,7 @@ static int spawn_worker(struct tp *tp)
     if (!w)
         return -ENOMEM;
     w->tp = tp;
+    w->id = tp->next_worker_id++;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -210,6 +213,7 @@ static void *worker_main(void *arg)
         e->term_signal = local.term_signal;
         e->cpu_s = local.cpu_s;
         e->maxrss_kib = local.maxrss_kib;
+        e->worker = w->id;
         bool held = w->deadline != 0;
         pthread_mutex_lock(&tp->mu);
         w->cur = NULL;

@@ -64,6 +64,7 @@ enum rec_kind {
     R_FINAL, /* a final state: payload in the byte ring */
     R_BIG,   /* a final state whose payload did not fit: malloc'd */
     R_DEP,   /* a dependency edge */
+    R_CKPT,  /* a checkpoint entry: payload in the byte ring, or malloc'd */
     R_FLUSH, /* flush(): ticket in t_ns */
     R_CLOSE, /* close(): the last record */
 };
@@ -75,6 +76,14 @@ struct rec {
     uint32_t blen; /* payload bytes */
     int32_t try_no;
     uint8_t kind, to;
+    uint8_t big; /* R_CKPT: boff is a malloc'd pointer */
+};
+
+/* A checkpoint entry's fixed part, followed by the key and the result. */
+struct ckh {
+    uint64_t task_id, hash;
+    int64_t t_ns;
+    uint32_t klen, rlen;
 };
 
 /* A final state's fixed part, followed by the NSTR strings' bytes. */
@@ -117,6 +126,52 @@ static const struct {
     {"t_joining", offsetof(struct row, t_joining)},
     {"t_fail_retryable", offsetof(struct row, t_fail_retryable)},
     {"t_final", offsetof(struct row, t_final)},
+};
+
+/* The smaller tables, each one row per struct (padding included). */
+struct ckpt_row {
+    uint64_t task_id, hash, key_off, result_off;
+    int64_t t_ns;
+    uint32_t key_len, result_len;
+};
+
+struct worker_row {
+    uint64_t executor_off, host_off, first_task;
+    int64_t t_first;
+    uint32_t executor_len, host_len;
+    int32_t node, worker, slot;
+};
+
+struct block_row {
+    int64_t t_ns, block;
+    uint64_t executor_off, event_off, job_off;
+    uint32_t executor_len, event_len, job_len;
+    int32_t nodes, workers;
+};
+
+/* An appendable dataset and the rows gathered for it. */
+struct table {
+    const char *name;
+    size_t size; /* bytes a row */
+    hid_t ds, type;
+    uint64_t on_disk;
+    uint8_t *buf;
+    size_t n, cap;
+};
+
+enum { T_CKPT, T_WORKERS, T_BLOCKS, NTABLES };
+
+/* A block event, between the thread that reports it and the writer. */
+struct blk {
+    char *executor, *event, *job;
+    int64_t t_ns, block;
+    int32_t nodes, workers;
+};
+
+/* A worker seen, keyed by where it is. */
+struct wkey {
+    uint64_t executor_off;
+    int32_t node, worker, slot, used;
 };
 
 static const char *const str_names[NSTR] = {"app", "executor", "host", "error",
@@ -220,6 +275,15 @@ struct h5store {
     unsigned intern_next[3];
     uint64_t nrecords, nflushes;
     int64_t write_ns;
+
+    /* checkpoints, workers and blocks */
+    struct table tables[NTABLES];
+    bool ckpt_flush_each; /* checkpoint_mode task_exit */
+    bool ckpt_unflushed;
+    struct wkey *wset;
+    size_t wset_cap, wset_n;
+    struct blk *blks; /* under mu */
+    size_t nblks, blks_cap;
 };
 
 extern const struct cparsl_store_ops cparsl_store_hdf5_ops;
@@ -429,6 +493,102 @@ static void h5_dependency(cparsl_store_t *st, uint64_t child, uint64_t parent)
     rec_publish(s);
 }
 
+static void h5_checkpoint(cparsl_store_t *st, const cparsl_ckpt_t *e)
+{
+    struct h5store *s = cparsl_container_of(st, struct h5store, base);
+    size_t rlen = cparsl_value_encoded_size(e->result);
+    if (!rlen || rlen > UINT32_MAX / 2 || e->key_len > UINT32_MAX / 2) {
+        CPARSL_LOG(CPARSL_LOG_WARN, "store",
+                   "hdf5 store: task %" PRIu64 "'s result cannot be "
+                   "checkpointed (%zu bytes encoded, key %zu bytes)",
+                   e->task_id, rlen, e->key_len);
+        return;
+    }
+    struct ckh h = {
+        .task_id = e->task_id,
+        .hash = e->hash,
+        .t_ns = cparsl_now_ns(),
+        .klen = (uint32_t)e->key_len,
+        .rlen = (uint32_t)rlen,
+    };
+    uint64_t total = sizeof h + h.klen + h.rlen;
+    struct rec *r = rec_next(s);
+    uint8_t *p;
+    r->big = 0;
+    if (total <= s->nbytes / 4) {
+        p = bytes_reserve(s, total, &r->boff);
+    } else {
+        p = malloc(total);
+        if (!p) {
+            CPARSL_LOG(CPARSL_LOG_ERROR, "store",
+                       "hdf5 store: out of memory for task %" PRIu64
+                       "'s %" PRIu64 "-byte checkpoint entry; left out",
+                       e->task_id, total);
+            return;
+        }
+        r->boff = (uint64_t)(uintptr_t)p;
+        r->big = 1;
+        s->big++;
+    }
+    r->kind = R_CKPT;
+    r->id = e->task_id;
+    r->blen = (uint32_t)total;
+    memcpy(p, &h, sizeof h);
+    memcpy(p + sizeof h, e->key, h.klen);
+    size_t used;
+    if (cparsl_value_encode(e->result, p + sizeof h + h.klen, h.rlen, &used) <
+        0)
+        memset(p + sizeof h + h.klen, 0, h.rlen); /* sized above */
+    rec_publish(s);
+    /* task_exit: the entry should reach the disk soon, not at the
+     * writer's next timer. */
+    if (s->ckpt_flush_each &&
+        atomic_load_explicit(&s->writer_sleeping, memory_order_relaxed) &&
+        atomic_exchange(&s->writer_sleeping, false))
+        wake_writer(s, false);
+}
+
+static char *dup_or_null(const char *p)
+{
+    return p ? strdup(p) : NULL;
+}
+
+static void h5_block_event(cparsl_store_t *st, const cparsl_block_event_t *ev)
+{
+    struct h5store *s = cparsl_container_of(st, struct h5store, base);
+    struct blk b = {
+        .executor = dup_or_null(ev->executor),
+        .event = dup_or_null(ev->event),
+        .job = dup_or_null(ev->job_id),
+        .t_ns = ev->t_ns ? ev->t_ns : cparsl_now_ns(),
+        .block = ev->block,
+        .nodes = ev->nodes,
+        .workers = ev->workers,
+    };
+    pthread_mutex_lock(&s->mu);
+    if (s->nblks == s->blks_cap) {
+        size_t cap = s->blks_cap ? s->blks_cap * 2 : 16;
+        void *v = realloc(s->blks, cap * sizeof *s->blks);
+        if (v) {
+            s->blks = v;
+            s->blks_cap = cap;
+        }
+    }
+    bool kept = s->nblks < s->blks_cap;
+    if (kept)
+        s->blks[s->nblks++] = b;
+    pthread_mutex_unlock(&s->mu);
+    if (!kept) {
+        free(b.executor);
+        free(b.event);
+        free(b.job);
+        CPARSL_LOG(CPARSL_LOG_ERROR, "store",
+                   "hdf5 store: out of memory recording block %" PRId64
+                   " of '%s'",
+                   ev->block, ev->executor ? ev->executor : "?");
+    }
+}
+
 static int failure(struct h5store *s, cparsl_error_t *err)
 {
     int rc = atomic_load(&s->failed);
@@ -472,6 +632,12 @@ static void store_free(struct h5store *s)
     pthread_cond_destroy(&s->data_cv);
     pthread_cond_destroy(&s->space_cv);
     pthread_cond_destroy(&s->done_cv);
+    for (size_t i = 0; i < s->nblks; i++) {
+        free(s->blks[i].executor);
+        free(s->blks[i].event);
+        free(s->blks[i].job);
+    }
+    free(s->blks);
     free(s->recs);
     free(s->bytes);
     free(s->config_yaml);
@@ -582,6 +748,52 @@ static hid_t make_row_type(void)
     return t;
 }
 
+#define COL(t, st, name, type) H5Tinsert(t, #name, HOFFSET(st, name), type)
+
+static hid_t make_ckpt_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct ckpt_row));
+    COL(t, struct ckpt_row, task_id, H5T_NATIVE_UINT64);
+    COL(t, struct ckpt_row, hash, H5T_NATIVE_UINT64);
+    COL(t, struct ckpt_row, key_off, H5T_NATIVE_UINT64);
+    COL(t, struct ckpt_row, result_off, H5T_NATIVE_UINT64);
+    COL(t, struct ckpt_row, t_ns, H5T_NATIVE_INT64);
+    COL(t, struct ckpt_row, key_len, H5T_NATIVE_UINT32);
+    COL(t, struct ckpt_row, result_len, H5T_NATIVE_UINT32);
+    return t;
+}
+
+static hid_t make_worker_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct worker_row));
+    COL(t, struct worker_row, executor_off, H5T_NATIVE_UINT64);
+    COL(t, struct worker_row, host_off, H5T_NATIVE_UINT64);
+    COL(t, struct worker_row, first_task, H5T_NATIVE_UINT64);
+    COL(t, struct worker_row, t_first, H5T_NATIVE_INT64);
+    COL(t, struct worker_row, executor_len, H5T_NATIVE_UINT32);
+    COL(t, struct worker_row, host_len, H5T_NATIVE_UINT32);
+    COL(t, struct worker_row, node, H5T_NATIVE_INT32);
+    COL(t, struct worker_row, worker, H5T_NATIVE_INT32);
+    COL(t, struct worker_row, slot, H5T_NATIVE_INT32);
+    return t;
+}
+
+static hid_t make_block_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct block_row));
+    COL(t, struct block_row, t_ns, H5T_NATIVE_INT64);
+    COL(t, struct block_row, block, H5T_NATIVE_INT64);
+    COL(t, struct block_row, executor_off, H5T_NATIVE_UINT64);
+    COL(t, struct block_row, event_off, H5T_NATIVE_UINT64);
+    COL(t, struct block_row, job_off, H5T_NATIVE_UINT64);
+    COL(t, struct block_row, executor_len, H5T_NATIVE_UINT32);
+    COL(t, struct block_row, event_len, H5T_NATIVE_UINT32);
+    COL(t, struct block_row, job_len, H5T_NATIVE_UINT32);
+    COL(t, struct block_row, nodes, H5T_NATIVE_INT32);
+    COL(t, struct block_row, workers, H5T_NATIVE_INT32);
+    return t;
+}
+
 /* A fixed-length string attribute (written before SWMR starts). */
 static int put_str_attr(hid_t obj, const char *name, const char *val)
 {
@@ -641,6 +853,26 @@ static int create_file(struct h5store *s, cparsl_error_t *err)
     s->deps_ds = make_ds(s->file, "/deps", H5T_NATIVE_UINT64, 2, DEP_CHUNK);
     if (s->row_type < 0 || s->heap_ds < 0 || s->tasks_ds < 0 || s->deps_ds < 0)
         return h5_fail(s, err, "cannot create the datasets in");
+    static const struct {
+        const char *name;
+        hid_t (*type)(void);
+        hsize_t chunk;
+    } extra[NTABLES] = {
+        [T_CKPT] = {"/checkpoint", make_ckpt_type, 1024},
+        [T_WORKERS] = {"/workers", make_worker_type, 256},
+        [T_BLOCKS] = {"/blocks", make_block_type, 64},
+    };
+    for (int i = 0; i < NTABLES; i++) {
+        struct table *tb = &s->tables[i];
+        tb->name = extra[i].name;
+        tb->type = extra[i].type();
+        tb->size = H5Tget_size(tb->type);
+        tb->ds = tb->type < 0
+                     ? -1
+                     : make_ds(s->file, tb->name, tb->type, 1, extra[i].chunk);
+        if (tb->ds < 0)
+            return h5_fail(s, err, "cannot create the datasets in");
+    }
 
     hid_t meta =
         H5Gcreate2(s->file, "/meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -683,6 +915,16 @@ static void close_file(struct h5store *s)
     if (s->row_type > 0)
         H5Tclose(s->row_type);
     s->heap_ds = s->tasks_ds = s->deps_ds = s->row_type = -1;
+    for (int i = 0; i < NTABLES; i++) {
+        struct table *tb = &s->tables[i];
+        if (tb->ds > 0)
+            H5Dclose(tb->ds);
+        if (tb->type > 0)
+            H5Tclose(tb->type);
+        tb->ds = tb->type = -1;
+        free(tb->buf);
+        tb->buf = NULL;
+    }
     if (s->file > 0 && H5Fclose(s->file) < 0) {
         cparsl_error_t e;
         h5_fail(s, &e, "cannot close");
@@ -748,14 +990,30 @@ static void write_out(struct h5store *s, bool flush)
         s->ndeps += s->ndep_buf;
         s->ndep_buf = 0;
     }
+    for (int i = 0; i < NTABLES; i++) {
+        struct table *tb = &s->tables[i];
+        if (!tb->n)
+            continue;
+        if (append(tb->ds, tb->type, 1, tb->on_disk, tb->n, tb->buf) < 0) {
+            h5_fail(s, &e, "writing a table of");
+            cparsl_error_prefix(&e, "%s", tb->name);
+            writer_failed(s, &e);
+            return;
+        }
+        tb->on_disk += tb->n;
+        tb->n = 0;
+    }
     if (flush) {
-        if (H5Dflush(s->tasks_ds) < 0 || H5Dflush(s->deps_ds) < 0 ||
-            H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
+        bool bad = H5Dflush(s->tasks_ds) < 0 || H5Dflush(s->deps_ds) < 0;
+        for (int i = 0; i < NTABLES; i++)
+            bad = bad || H5Dflush(s->tables[i].ds) < 0;
+        if (bad || H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0) {
             h5_fail(s, &e, "flushing");
             writer_failed(s, &e);
             return;
         }
         s->nflushes++;
+        s->ckpt_unflushed = false;
     }
     s->write_ns += mono_ns() - t0;
 }
@@ -968,6 +1226,86 @@ static void table_del(struct h5store *s, struct partial *p)
     }
 }
 
+/* A zeroed new row of table k, or NULL (out of memory, reported). */
+static void *table_row(struct h5store *s, int k)
+{
+    struct table *tb = &s->tables[k];
+    if (tb->n >= ROW_BATCH)
+        write_out(s, false);
+    if (tb->n == tb->cap) {
+        size_t cap = tb->cap ? tb->cap * 2 : 256;
+        void *nb = realloc(tb->buf, cap * tb->size);
+        if (!nb) {
+            oom(s);
+            return NULL;
+        }
+        tb->buf = nb;
+        tb->cap = cap;
+    }
+    void *r = tb->buf + tb->n++ * tb->size;
+    memset(r, 0, tb->size);
+    return r;
+}
+
+static void on_ckpt(struct h5store *s, const uint8_t *p)
+{
+    struct ckh h;
+    memcpy(&h, p, sizeof h);
+    struct ckpt_row *r = table_row(s, T_CKPT);
+    if (!r)
+        return;
+    r->task_id = h.task_id;
+    r->hash = h.hash;
+    r->t_ns = h.t_ns;
+    /* Key and result side by side on the heap: a resuming run reads
+     * them in one sweep. */
+    if (heap_put(s, p + sizeof h, h.klen, &r->key_off) &&
+        heap_put(s, p + sizeof h + h.klen, h.rlen, &r->result_off)) {
+        r->key_len = h.klen;
+        r->result_len = h.rlen;
+    }
+    s->ckpt_unflushed = true;
+}
+
+static size_t wkey_slot(const struct wkey *k, size_t cap)
+{
+    uint64_t h = k->executor_off * UINT64_C(0x9e3779b97f4a7c15);
+    h ^= ((uint64_t)(uint32_t)k->node << 32 | (uint32_t)k->worker) *
+         UINT64_C(0xc2b2ae3d27d4eb4f);
+    h ^= (uint64_t)(uint32_t)k->slot * UINT64_C(0x165667b19e3779f9);
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+/* True the first time a worker is seen (then it is remembered). */
+static bool worker_new(struct h5store *s, struct wkey k)
+{
+    if (s->wset_n * 2 >= s->wset_cap) {
+        size_t cap = s->wset_cap ? s->wset_cap * 2 : 256;
+        struct wkey *v = calloc(cap, sizeof *v);
+        if (!v)
+            return false; /* not recorded: the tasks still are */
+        for (size_t i = 0; i < s->wset_cap; i++) {
+            if (!s->wset[i].used)
+                continue;
+            size_t j = wkey_slot(&s->wset[i], cap);
+            while (v[j].used)
+                j = (j + 1) & (cap - 1);
+            v[j] = s->wset[i];
+        }
+        free(s->wset);
+        s->wset = v;
+        s->wset_cap = cap;
+    }
+    k.used = 1;
+    size_t j = wkey_slot(&k, s->wset_cap);
+    for (; s->wset[j].used; j = (j + 1) & (s->wset_cap - 1))
+        if (memcmp(&s->wset[j], &k, sizeof k) == 0)
+            return false;
+    s->wset[j] = k;
+    s->wset_n++;
+    return true;
+}
+
 /* ---- records into rows -------------------------------------------------- */
 
 static struct row *row_next(struct h5store *s)
@@ -1027,6 +1365,61 @@ static void on_final(struct h5store *s, const struct rec *rec, const uint8_t *p)
         r->len[i] = ok ? f.len[i] : 0;
         q += f.len[i];
     }
+    /* Last: a table row may write the gathered rows out, this one too. */
+    struct wkey k = {.executor_off = r->off[S_EXECUTOR],
+                     .node = r->node,
+                     .worker = r->worker,
+                     .slot = r->slot};
+    if (r->worker >= 0 && worker_new(s, k)) {
+        struct row done = *r;
+        struct worker_row *w = table_row(s, T_WORKERS);
+        if (w) {
+            w->executor_off = done.off[S_EXECUTOR];
+            w->executor_len = done.len[S_EXECUTOR];
+            w->host_off = done.off[S_HOST];
+            w->host_len = done.len[S_HOST];
+            w->first_task = done.id;
+            w->t_first = done.t_start ? done.t_start : done.t_final;
+            w->node = done.node;
+            w->worker = done.worker;
+            w->slot = done.slot;
+        }
+    }
+}
+
+/* Block events reported since the last look become rows. */
+static void take_blocks(struct h5store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct blk *v = s->blks;
+    size_t n = s->nblks;
+    s->blks = NULL;
+    s->nblks = s->blks_cap = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        struct blk *b = &v[i];
+        struct block_row *r =
+            atomic_load(&s->failed) == 0 ? table_row(s, T_BLOCKS) : NULL;
+        if (r) {
+            const char *str[3] = {b->executor, b->event, b->job};
+            uint64_t *off[3] = {&r->executor_off, &r->event_off, &r->job_off};
+            uint32_t *len[3] = {&r->executor_len, &r->event_len, &r->job_len};
+            for (int k = 0; k < 3; k++) {
+                uint32_t l = str[k] ? (uint32_t)strnlen(str[k], 4096) : 0;
+                if (heap_put_interned(s, k == 0 ? S_EXECUTOR : S_APP, str[k], l,
+                                      off[k]))
+                    *len[k] = l;
+            }
+            r->t_ns = b->t_ns;
+            r->block = b->block;
+            r->nodes = b->nodes;
+            r->workers = b->workers;
+        }
+        free(b->executor);
+        free(b->event);
+        free(b->job);
+    }
+    free(v);
 }
 
 static void on_event(struct h5store *s, const struct rec *rec)
@@ -1143,6 +1536,18 @@ static bool drain(struct h5store *s)
             if (ok)
                 on_dep(s, rec);
             break;
+        case R_CKPT:
+            if (rec->big) {
+                uint8_t *p = (uint8_t *)(uintptr_t)rec->boff;
+                if (ok)
+                    on_ckpt(s, p);
+                free(p);
+            } else {
+                if (ok)
+                    on_ckpt(s, s->bytes + rec->boff % s->nbytes);
+                btail = rec->boff + ((rec->blen + 7u) & ~(uint64_t)7);
+            }
+            break;
         case R_FLUSH:
             write_out(s, true);
             finish_marker(s, (uint64_t)rec->t_ns);
@@ -1191,6 +1596,10 @@ static void *writer_main(void *arg)
     for (;;) {
         if (drain(s))
             break;
+        take_blocks(s);
+        /* task_exit: a checkpoint entry is on disk once its batch is. */
+        if (s->ckpt_flush_each && s->ckpt_unflushed)
+            write_out(s, true);
         if (mono_ns() >= next_flush) {
             write_out(s, true);
             next_flush = mono_ns() + interval;
@@ -1215,6 +1624,7 @@ static void *writer_main(void *arg)
         s->urgent = false;
         pthread_mutex_unlock(&s->mu);
     }
+    take_blocks(s);
     write_unfinished(s);
     write_out(s, true);
     close_file(s);
@@ -1226,6 +1636,7 @@ static void *writer_main(void *arg)
     free(s->deps);
     free(s->dir);
     free(s->map);
+    free(s->wset);
     return NULL;
 }
 
@@ -1264,6 +1675,9 @@ static int h5_open(const cparsl_cnode_t *root, const char *run_dir,
     }
     snprintf(s->run_dir, sizeof s->run_dir, "%s", run_dir);
     s->flush_interval = interval;
+    const char *mode = "none";
+    cparsl_cnode_string(root, "checkpoint_mode", "none", &mode, NULL);
+    s->ckpt_flush_each = strcmp(mode, "task_exit") == 0;
     s->config_yaml = cparsl_cnode_to_yaml(root);
     s->nrec = 64;
     while (s->nrec < (uint64_t)queue)
@@ -1318,6 +1732,229 @@ static int h5_open(const cparsl_cnode_t *root, const char *run_dir,
     return 0;
 }
 
+/* ==== resume: reading an earlier run's checkpoint entries ================ */
+
+/* "checkpoint file 'F': what", with HDF5's innermost reason if any. */
+static int resume_fail(cparsl_error_t *err, const char *path, int code,
+                       const char *what)
+{
+    char desc[256] = "";
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_desc, desc);
+    return cparsl_error_set(err, code, "checkpoint file '%s': %s%s%s", path,
+                            what, *desc ? ": " : "", desc);
+}
+
+/* Read rows [at, at+n) of an earlier file's /checkpoint and hand each
+ * entry to fn; bytes past the heap's visible end are not yet written. */
+static int resume_rows(hid_t ds, hid_t heap, uint64_t heap_len, hid_t type,
+                       uint64_t at, size_t n, struct ckpt_row *rows,
+                       int (*fn)(void *, const cparsl_ckpt_t *), void *arg,
+                       uint64_t *skipped)
+{
+    hsize_t start = at, count = n;
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, &count, NULL);
+    herr_t hr =
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL);
+    if (hr >= 0)
+        hr = H5Dread(ds, type, ms, fs, H5P_DEFAULT, rows);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (hr < 0)
+        return -EIO;
+    /* Entries are written key then result, in order: one sweep of the
+     * heap covers a batch, unless it is very large. */
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ckpt_row *r = &rows[i];
+        if (r->key_off > heap_len || r->key_len > heap_len - r->key_off ||
+            r->result_off > heap_len ||
+            r->result_len > heap_len - r->result_off || !r->key_len ||
+            !r->result_len) {
+            r->key_len = 0; /* not yet written (or damaged): skip it */
+            continue;
+        }
+        lo = r->key_off < lo ? r->key_off : lo;
+        lo = r->result_off < lo ? r->result_off : lo;
+        uint64_t e1 = r->key_off + r->key_len,
+                 e2 = r->result_off + r->result_len;
+        hi = e1 > hi ? e1 : hi;
+        hi = e2 > hi ? e2 : hi;
+    }
+    if (hi <= lo)
+        return 0;
+    const uint64_t sweep_max = 64u << 20;
+    uint64_t span = hi - lo <= sweep_max ? hi - lo : sweep_max;
+    uint8_t *buf = malloc(span);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    uint64_t base = UINT64_MAX, have = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct ckpt_row *r = &rows[i];
+        if (!r->key_len) {
+            (*skipped)++;
+            continue;
+        }
+        uint64_t a = r->key_off < r->result_off ? r->key_off : r->result_off;
+        uint64_t e1 = r->key_off + r->key_len,
+                 e2 = r->result_off + r->result_len;
+        uint64_t b = e1 > e2 ? e1 : e2;
+        if (b - a > span) {
+            (*skipped)++; /* a result over 64 MiB: not resumed */
+            continue;
+        }
+        if (a < base || b > base + have) {
+            base = a;
+            have = hi - a < span ? hi - a : span;
+            hsize_t hs = base, hc = have;
+            fs = H5Dget_space(heap);
+            ms = H5Screate_simple(1, &hc, NULL);
+            hr = H5Sselect_hyperslab(fs, H5S_SELECT_SET, &hs, NULL, &hc, NULL);
+            if (hr >= 0)
+                hr = H5Dread(heap, H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, buf);
+            H5Sclose(ms);
+            H5Sclose(fs);
+            if (hr < 0) {
+                rc = -EIO;
+                break;
+            }
+        }
+        cparsl_ckpt_t e = {
+            .task_id = r->task_id,
+            .hash = r->hash,
+            .key = buf + (r->key_off - base),
+            .key_len = r->key_len,
+            .encoded = buf + (r->result_off - base),
+            .encoded_len = r->result_len,
+        };
+        rc = fn(arg, &e) < 0 ? -ENOMEM : 0;
+    }
+    free(buf);
+    return rc;
+}
+
+static int resume_file(const char *path,
+                       int (*fn)(void *, const cparsl_ckpt_t *), void *arg,
+                       uint64_t *nread, uint64_t *skipped, cparsl_error_t *err)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
+    if (f < 0) /* a file not written in SWMR mode opens plainly */
+        f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return resume_fail(err, path, CPARSL_ECONFIG,
+                           "cannot open it as an HDF5 file (missing, "
+                           "truncated or not HDF5)");
+    int rc = 0;
+    int32_t version = 0;
+    hid_t a = -1, ds = -1, heap = -1, type = -1;
+    if (H5Lexists(f, "/meta", H5P_DEFAULT) <= 0 ||
+        H5Aexists_by_name(f, "/meta", "layout_version", H5P_DEFAULT) <= 0) {
+        rc = resume_fail(err, path, CPARSL_ECONFIG,
+                         "not a cparsl run file (no /meta layout_version)");
+        goto out;
+    }
+    a = H5Aopen_by_name(f, "/meta", "layout_version", H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Aread(a, H5T_NATIVE_INT32, &version) < 0) {
+        rc = resume_fail(err, path, CPARSL_ECONFIG,
+                         "cannot read /meta layout_version");
+        goto out;
+    }
+    if (version > LAYOUT_VERSION || version < 1) {
+        char what[160];
+        snprintf(what, sizeof what,
+                 "layout version %d; this cparsl reads version %d%s",
+                 (int)version, LAYOUT_VERSION,
+                 version > LAYOUT_VERSION ? " (written by a newer cparsl)"
+                                          : "");
+        rc = resume_fail(err, path, CPARSL_ECONFIG, what);
+        goto out;
+    }
+    if (H5Lexists(f, "/checkpoint", H5P_DEFAULT) <= 0 ||
+        H5Lexists(f, "/heap", H5P_DEFAULT) <= 0) {
+        rc = resume_fail(err, path, CPARSL_ECONFIG,
+                         "has no /checkpoint table or /heap");
+        goto out;
+    }
+    ds = H5Dopen2(f, "/checkpoint", H5P_DEFAULT);
+    heap = H5Dopen2(f, "/heap", H5P_DEFAULT);
+    type = make_ckpt_type();
+    hsize_t nrows = 0, heap_len = 0;
+    hid_t sp;
+    if (ds < 0 || heap < 0 || (sp = H5Dget_space(ds)) < 0) {
+        rc = resume_fail(err, path, -EIO, "cannot open /checkpoint");
+        goto out;
+    }
+    if (H5Sget_simple_extent_ndims(sp) != 1)
+        rc = resume_fail(err, path, CPARSL_ECONFIG,
+                         "/checkpoint is not a table");
+    else
+        H5Sget_simple_extent_dims(sp, &nrows, NULL);
+    H5Sclose(sp);
+    if (rc < 0)
+        goto out;
+    if ((sp = H5Dget_space(heap)) < 0 || H5Sget_simple_extent_ndims(sp) != 1) {
+        rc = resume_fail(err, path, CPARSL_ECONFIG, "/heap is not a 1-D array");
+        if (sp >= 0)
+            H5Sclose(sp);
+        goto out;
+    }
+    H5Sget_simple_extent_dims(sp, &heap_len, NULL);
+    H5Sclose(sp);
+    enum { BATCH = 4096 };
+    struct ckpt_row *rows = malloc(BATCH * sizeof *rows);
+    if (!rows) {
+        rc = cparsl_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (uint64_t at = 0; at < nrows && rc == 0; at += BATCH) {
+        size_t n = nrows - at < BATCH ? (size_t)(nrows - at) : BATCH;
+        rc = resume_rows(ds, heap, heap_len, type, at, n, rows, fn, arg,
+                         skipped);
+        if (rc == -ENOMEM)
+            rc = cparsl_error_set(err, rc, "out of memory loading checkpoints");
+        else if (rc < 0)
+            rc = resume_fail(err, path, rc,
+                             "cannot read /checkpoint (is it ours?)");
+    }
+    free(rows);
+    if (rc == 0)
+        *nread += nrows;
+out:
+    if (type >= 0)
+        H5Tclose(type);
+    if (heap >= 0)
+        H5Dclose(heap);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Fclose(f);
+    return rc;
+}
+
+static int h5_resume(cparsl_store_t *st, const char *const *paths, size_t n,
+                     int (*fn)(void *, const cparsl_ckpt_t *), void *arg,
+                     cparsl_error_t *err)
+{
+    struct h5store *s = cparsl_container_of(st, struct h5store, base);
+    (void)s;
+    /* Errors are reported in our words, not printed by HDF5. */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    uint64_t nread = 0, skipped = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = resume_file(paths[i], fn, arg, &nread, &skipped, err);
+        if (rc < 0)
+            return rc;
+    }
+    if (skipped)
+        CPARSL_LOG(CPARSL_LOG_WARN, "store",
+                   "hdf5 store: %" PRIu64 " of %" PRIu64
+                   " checkpoint entries were not (fully) written or too "
+                   "large, and are not resumed",
+                   skipped, nread);
+    return 0;
+}
+
 const struct cparsl_store_ops cparsl_store_hdf5_ops = {
     .name = "hdf5",
     .open = h5_open,
@@ -1325,4 +1962,7 @@ const struct cparsl_store_ops cparsl_store_hdf5_ops = {
     .dependency = h5_dependency,
     .flush = h5_flush,
     .close = h5_close,
+    .checkpoint = h5_checkpoint,
+    .resume = h5_resume,
+    .block_event = h5_block_event,
 };

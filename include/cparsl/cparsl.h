@@ -96,6 +96,17 @@ int cparsl_wait_all_tasks(double timeout);
 int cparsl_flush(cparsl_error_t *err);
 
 /*
+ * Checkpoint now (Parsl's dfk.checkpoint()): the results of memoized
+ * tasks finished since the last checkpoint go to the run file's
+ * /checkpoint table, which is then flushed; a later run that names this
+ * file (or run dir) in checkpoint_files answers those calls from it
+ * instead of running them.  Any checkpoint_mode but none; with manual,
+ * this is the only checkpoint besides the one at finalize.  0, the
+ * store's error, -EINVAL with checkpoint_mode none, or -CPARSL_ESHUTDOWN.
+ */
+int cparsl_checkpoint(cparsl_error_t *err);
+
+/*
  * The signal (SIGTERM or SIGUSR1) that asked this run to stop, or 0.  On
  * such a signal cparsl drains: tasks already running finish and their
  * results are delivered, tasks not yet started fail with

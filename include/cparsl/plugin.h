@@ -272,6 +272,31 @@ typedef struct cparsl_task_event {
     const cparsl_value_t *result;
 } cparsl_task_event_t;
 
+/*
+ * A checkpoint entry: a memoized call's key (the canonical encoding of
+ * app, version and arguments) and its result.  checkpoint() gets the
+ * result as a value; resume() hands back its canonical encoding.
+ */
+typedef struct cparsl_ckpt {
+    uint64_t task_id; /* the task that computed it, in its own run */
+    uint64_t hash;    /* XXH3-64 of the key */
+    const void *key;
+    size_t key_len;
+    const cparsl_value_t *result; /* checkpoint() */
+    const void *encoded;          /* resume() */
+    size_t encoded_len;
+} cparsl_ckpt_t;
+
+/* A block (a batch job or the MPI job itself) changing state. */
+typedef struct cparsl_block_event {
+    const char *executor; /* label */
+    int64_t block;        /* the executor's block number */
+    const char *event;    /* "requested", "pending", "running", ... */
+    const char *job_id;   /* the scheduler's id; NULL: none */
+    int32_t nodes, workers;
+    int64_t t_ns;
+} cparsl_block_event_t;
+
 typedef struct cparsl_store cparsl_store_t;
 
 enum {
@@ -291,11 +316,26 @@ struct cparsl_store_ops {
     void (*dependency)(cparsl_store_t *s, uint64_t child, uint64_t parent);
     int (*flush)(cparsl_store_t *s, cparsl_error_t *err);
     int (*close)(cparsl_store_t *s, cparsl_error_t *err);
+    /* Optional (NULL: the store keeps no checkpoints, and a config that
+     * asks for them is refused).  checkpoint() records one entry, on the
+     * DFK's thread; resume() reads the entries of the earlier runs'
+     * files in 'paths' and hands each to 'fn' (a non-zero return stops
+     * it), at init before any task runs. */
+    void (*checkpoint)(cparsl_store_t *s, const cparsl_ckpt_t *e);
+    int (*resume)(cparsl_store_t *s, const char *const *paths, size_t n,
+                  int (*fn)(void *arg, const cparsl_ckpt_t *e), void *arg,
+                  cparsl_error_t *err);
+    /* Optional: a block's state change; any thread. */
+    void (*block_event)(cparsl_store_t *s, const cparsl_block_event_t *ev);
 };
 
 struct cparsl_store {
     const struct cparsl_store_ops *ops;
 };
+
+/* Record a block's state change in the run's store (any thread; nothing
+ * when cparsl is not running or the store keeps no blocks). */
+void cparsl_store_block_event(const cparsl_block_event_t *ev);
 
 /* ==== the built-in table ================================================ */
 
