@@ -1146,6 +1146,7 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
 static void *dfk_main(void *arg)
 {
     cparsl__dfk_t *d = arg;
+    pthread_setname_np(pthread_self(), "cparsl-dfk");
     if (any_polled(d))
         prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0); /* short sleeps stay short */
     for (;;) {

@@ -144,6 +144,7 @@ static void *worker_main(void *arg)
     struct tp_worker *w = arg;
     struct tp *tp = w->tp;
     cparsl_exec_t local;
+    pthread_setname_np(pthread_self(), "cparsl-worker");
 
     pthread_mutex_lock(&tp->mu);
     for (;;) {

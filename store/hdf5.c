@@ -1575,6 +1575,7 @@ static bool drain(struct h5store *s)
 static void *writer_main(void *arg)
 {
     struct h5store *s = arg;
+    pthread_setname_np(pthread_self(), "cparsl-h5write");
     /* Our errors are read from the stack and reported, not printed. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     cparsl_error_t err;
