@@ -541,7 +541,8 @@ static int earlier_runs(const char *base, const char *this_dir,
     closedir(dir);
     if (rc < 0)
         return cparsl_error_set(err, rc, "out of memory");
-    qsort(out->v, out->n, sizeof *out->v, by_number);
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof *out->v, by_number);
     return 0;
 }
 
