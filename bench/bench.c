@@ -118,6 +118,8 @@ static const struct exec_kind exec_kinds[] = {
     {"extreme_scale", "extreme_scale", NULL, "workers_per_rank"},
     /* the same htex code in one process (loop transport) */
     {"htex_loop", "htex_loop", NULL, "workers_per_manager"},
+    /* htex on its own: 2 local manager processes joining over libfabric */
+    {"htex", "htex", NULL, "workers_per_manager"},
 };
 #define NKINDS (sizeof exec_kinds / sizeof exec_kinds[0])
 
@@ -135,6 +137,7 @@ struct opts {
     const char *config;
     const char *isolation; /* htex executors: "process" or "none" */
     const char *store;     /* store.type, or NULL: the config's */
+    const char *transport; /* htex: "shm" (the default) or "tcp" */
     uint64_t idle;         /* seconds to stay idle after the runs */
     /* scale: emulated slots, each task's duration, managers' prefetch */
     uint64_t slots, prefetch;
@@ -161,8 +164,11 @@ static const char usage_text[] =
     "\n"
     "options:\n"
     "  --executor NAME  threadpool (the default), extreme_scale (the MPI\n"
-    "                   pilot: mpiexec -n N cparsl-bench ...) or htex_loop\n"
+    "                   pilot: mpiexec -n N cparsl-bench ...), htex_loop\n"
+    "                   or htex (2 local managers join over libfabric)\n"
     "  --isolation I    htex executors: process (the default) or none\n"
+    "  --transport T    htex: shm (the default) or tcp (tcp;ofi_rxm on\n"
+    "                   loopback); the bench starts 2 local managers\n"
     "  --idle S         latency: then stay idle S seconds and time one more\n"
     "                   round trip (bench/idle-cpu samples every rank)\n"
     "  --tasks N        tasks per timed run (default: throughput 200000,\n"
@@ -236,7 +242,8 @@ enum opt_id {
     OPT_SLOTS,
     OPT_DURATION,
     OPT_PREFETCH,
-    OPT_STORE
+    OPT_STORE,
+    OPT_TRANSPORT
 };
 
 static const struct {
@@ -259,6 +266,7 @@ static const struct {
     {"--isolation", OPT_ISOLATION, MODE_ALL & ~MODE_SCALE},
     {"--idle", OPT_IDLE, MODE_LATENCY},
     {"--store", OPT_STORE, MODE_ALL},
+    {"--transport", OPT_TRANSPORT, MODE_ALL & ~MODE_SCALE},
 };
 #define NOPTS (sizeof opt_table / sizeof opt_table[0])
 
@@ -273,8 +281,13 @@ static void set_option(struct opts *o, enum opt_id id, const char *name,
                 o->ex = &exec_kinds[k];
         if (!o->ex)
             usage_error("unknown executor '%s' (expected threadpool, "
-                        "extreme_scale or htex_loop)",
+                        "extreme_scale, htex_loop or htex)",
                         val);
+        break;
+    case OPT_TRANSPORT:
+        if (strcmp(val, "shm") != 0 && strcmp(val, "tcp") != 0)
+            usage_error("%s: '%s' (expected shm or tcp)", name, val);
+        o->transport = val;
         break;
     case OPT_IDLE:
         o->idle = parse_count(name, val, false);
@@ -754,6 +767,13 @@ static cparsl_config_t *make_config(const struct opts *o)
         rc = set_key(cfg, "executors[0].isolation", o->isolation, &err);
     if (rc == 0 && o->store)
         rc = set_key(cfg, "store.type", o->store, &err);
+    if (rc == 0 && strcmp(o->ex->type, "htex") == 0) {
+        bool tcp = o->transport && strcmp(o->transport, "tcp") == 0;
+        rc = set_key(cfg, "executors[0].providers[0]",
+                     tcp ? "tcp;ofi_rxm" : "shm", &err);
+        if (rc == 0)
+            rc = set_key(cfg, "executors[0].managers", "2", &err);
+    }
     if (rc == 0 && o->mode == MODE_SCALE) {
         /* Every rank but 0 plays slots / 32 / (ranks - 1) managers. */
         cparsl_launch_t l;

@@ -19,6 +19,7 @@ cparsl_require_pkg(YAML yaml-0.1 libyaml-dev)
 cparsl_require_pkg(HWLOC hwloc libhwloc-dev)
 cparsl_require_pkg(FABRIC libfabric libfabric-dev)
 cparsl_require_pkg(XXHASH libxxhash libxxhash-dev)
+cparsl_require_pkg(CRYPTO libcrypto libssl-dev)
 
 find_package(MPI COMPONENTS C)
 if(NOT MPI_C_FOUND)

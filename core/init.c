@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../htex/htexec.h"
 #include "internal.h"
 
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -23,6 +24,7 @@ static cparsl_config_t *run_config;
 /* On a rank that served (CPARSL_SERVED): its executors, for finalize. */
 static cparsl_executor_t **served;
 static size_t nserved;
+static bool joined; /* this process served as an htex manager */
 static char run_dir[4096];
 
 static const char *const core_keys[] = {
@@ -686,6 +688,18 @@ int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
     cparsl_config_t *conf = NULL;
     cparsl__dfk_t *d = NULL;
     size_t started = 0;
+    const char *join = getenv("CPARSL_HTEX_JOIN");
+    if (join && *join && !cparsl__dfk && !served && !joined) {
+        /* An htex manager (htex/htexec.c): join, serve, and return as a
+         * worker rank does. */
+        if ((rc = cparsl__apps_check(err)) == 0 &&
+            (rc = htex_join_serve(join, err)) == 0) {
+            joined = true;
+            rc = CPARSL_SERVED;
+        }
+        pthread_mutex_unlock(&init_mu);
+        return rc;
+    }
     if (cparsl__dfk || served) {
         rc = cparsl_error_set(err, -EALREADY,
                               "cparsl_init called twice without "
@@ -817,6 +831,11 @@ int cparsl_finalize(cparsl_error_t *err)
     cparsl_error_clear(err);
     pthread_mutex_lock(&init_mu);
     cparsl__dfk_t *d = cparsl__dfk;
+    if (!d && joined) {
+        joined = false;
+        pthread_mutex_unlock(&init_mu);
+        return 0;
+    }
     if (!d && served) {
         int rc = 0;
         for (size_t i = 0; i < nserved; i++) {

@@ -17,6 +17,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,20 @@ static void buildid_of(void (*fn)(void), char *out, size_t cap)
         dl_iterate_phdr(buildid_in, &q);
     }
     snprintf(out, cap, "%s", q.found ? q.hex : "");
+}
+
+static char program_build_id[2 * 64 + 1];
+
+static void program_build_id_find(void)
+{
+    buildid_of(NULL, program_build_id, sizeof program_build_id);
+}
+
+const char *cparsl_program_build_id(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, program_build_id_find);
+    return program_build_id;
 }
 
 /* Apps seen, with their versions: an open-addressed table by pointer. */

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "interchange.h"
+#include "join.h"
 #include "log.h"
 #include "wire.h"
 
@@ -46,10 +47,15 @@
 #define IX_SLEEP_IDLE_MAX_NS 20000000
 #define IX_RECV_PER_TURN     64
 #define NO_SLOT              UINT32_MAX
+/* Joiners between HELLO and WELCOME at once, and how long each may take;
+ * a refused one is forgotten a little later, so its REFUSE can leave. */
+#define JOIN_PENDING_MAX 64
+#define JOIN_TIMEOUT_NS  10000000000ll
+#define JOIN_LINGER_NS   1000000000ll
 
 struct ix_mgr {
     int ep;
-    bool registered, bye, silent;
+    bool registered, bye, silent, lost, joined;
     uint32_t slots;
     uint64_t credit;
     size_t held;
@@ -57,6 +63,18 @@ struct ix_mgr {
     int64_t last_seen;
     int rank, node;
     char host[256];
+};
+
+/* A joiner between HELLO and WELCOME (or REFUSE). */
+struct ix_join {
+    int peer;
+    bool doomed; /* refused: forget it once JOIN_LINGER_NS passed */
+    int64_t since;
+    unsigned char nonce[HTEX_NONCE_LEN];
+    char build[160];
+    char host[256];
+    unsigned char name[512];
+    size_t name_len;
 };
 
 /* 16 bytes: rank 0 keeps one per try in flight, up to one per slot. */
@@ -96,11 +114,17 @@ struct htex_ix {
     struct ix_slot *slots;
     uint32_t nslots, free_head;
     struct ix_mgr *mgrs;
-    size_t nmgrs;
+    size_t nmgrs, mgr_cap;
     int *ep_to_mgr; /* endpoint -> manager index or -1 */
     int nep;
-    int *fifo; /* ring of manager indices with credit */
+    int *fifo; /* ring of manager indices with credit, mgr_cap long */
     size_t fhead, flen;
+    /* joiners (join.h) */
+    bool joinable, lose_silent;
+    unsigned char secret[HTEX_SECRET_LEN];
+    char build[160];
+    struct ix_join joins[JOIN_PENDING_MAX];
+    size_t njoins;
     htex_buf_t out;
     cparsl_exec_t scratch;
     uint32_t max_batch;
@@ -108,13 +132,14 @@ struct htex_ix {
     const char *host_of_worker;
     size_t host_len, nworkers;
     double hb_threshold;
-    int64_t last_hb;
+    int64_t last_hb, hb_period_ns;
     bool stopping;
     size_t nbye;
 
     _Atomic size_t outstanding;
     _Atomic uint64_t dispatched, completed, bad_messages, stale_results;
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+    _Atomic uint64_t joined, refused, lost, requeued;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -124,7 +149,7 @@ static void fifo_push(htex_ix_t *ix, int m)
     struct ix_mgr *g = &ix->mgrs[m];
     if (g->in_fifo || g->bye || ix->stopping)
         return;
-    ix->fifo[(ix->fhead + ix->flen) % ix->nmgrs] = m;
+    ix->fifo[(ix->fhead + ix->flen) % ix->mgr_cap] = m;
     ix->flen++;
     g->in_fifo = true;
 }
@@ -137,7 +162,7 @@ static int fifo_front(htex_ix_t *ix)
 static void fifo_pop(htex_ix_t *ix)
 {
     ix->mgrs[ix->fifo[ix->fhead]].in_fifo = false;
-    ix->fhead = (ix->fhead + 1) % ix->nmgrs;
+    ix->fhead = (ix->fhead + 1) % ix->mgr_cap;
     ix->flen--;
 }
 
@@ -333,13 +358,289 @@ static void on_register(htex_ix_t *ix, int m, htex_reader_t *r)
                reg.rank, reg.node, reg.host, reg.slots);
 }
 
+/* ---- joiners (join.h) ------------------------------------------------- */
+
+/* A new manager on endpoint ep: its index, or -1 when out of memory. */
+static int add_manager(htex_ix_t *ix, int ep)
+{
+    if (ep >= ix->nep) {
+        int n = ep + 1 > 2 * ix->nep ? ep + 1 : 2 * ix->nep;
+        int *v = realloc(ix->ep_to_mgr, (size_t)n * sizeof *v);
+        if (!v)
+            return -1;
+        for (int i = ix->nep; i < n; i++)
+            v[i] = -1;
+        ix->ep_to_mgr = v;
+        ix->nep = n;
+    }
+    if (ix->nmgrs == ix->mgr_cap) {
+        size_t cap = ix->mgr_cap ? 2 * ix->mgr_cap : 16;
+        struct ix_mgr *g = realloc(ix->mgrs, cap * sizeof *g);
+        int *f = malloc(cap * sizeof *f);
+        if (!g || !f) {
+            if (g)
+                ix->mgrs = g;
+            free(f);
+            return -1;
+        }
+        for (size_t i = 0; i < ix->flen; i++) /* the ring, unrolled */
+            f[i] = ix->fifo[(ix->fhead + i) % ix->mgr_cap];
+        free(ix->fifo);
+        ix->mgrs = g;
+        ix->fifo = f;
+        ix->fhead = 0;
+        ix->mgr_cap = cap;
+    }
+    int m = (int)ix->nmgrs;
+    ix->mgrs[m] = (struct ix_mgr){
+        .ep = ep, .node = -1, .rank = -1, .last_seen = cparsl_mono_ns()};
+    ix->ep_to_mgr[ep] = m;
+    pthread_mutex_lock(&ix->mu);
+    ix->nmgrs++;
+    pthread_mutex_unlock(&ix->mu);
+    return m;
+}
+
+static struct ix_join *join_find(htex_ix_t *ix, int peer)
+{
+    for (size_t i = 0; i < ix->njoins; i++)
+        if (ix->joins[i].peer == peer)
+            return &ix->joins[i];
+    return NULL;
+}
+
+static void join_drop(htex_ix_t *ix, struct ix_join *j)
+{
+    if (ix->t->ops->forget)
+        ix->t->ops->forget(ix->t, j->peer);
+    *j = ix->joins[--ix->njoins];
+}
+
+static int send_fields(htex_ix_t *ix, int ep, int type, size_t n,
+                       const void *const *p, const size_t *len)
+{
+    htex_msg_begin(&ix->out, type, 0);
+    htex_msg_add_fields(&ix->out, n, p, len);
+    long mlen = htex_msg_end(&ix->out);
+    return mlen < 0 ? (int)mlen : send_buf(ix, ep, &ix->out, (size_t)mlen);
+}
+
+/* Say why, then forget the peer a moment later. */
+static void join_refuse(htex_ix_t *ix, struct ix_join *j, const char *why)
+{
+    atomic_fetch_add(&ix->refused, 1);
+    CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "interchange",
+                      "refused a joiner from host '%s' (endpoint %d): %s",
+                      j->host, j->peer, why);
+    const void *p[1] = {why};
+    size_t len[1] = {strlen(why)};
+    send_fields(ix, j->peer, HTEX_MSG_REFUSE, 1, p, len);
+    j->doomed = true;
+    j->since = cparsl_mono_ns();
+}
+
+static void copy_field(char *dst, size_t cap, const htex_fields_t *f, size_t i)
+{
+    size_t n = f->len[i] < cap - 1 ? f->len[i] : cap - 1;
+    memcpy(dst, f->p[i], n);
+    dst[n] = '\0';
+    for (size_t k = 0; k < n; k++) /* printable in logs and messages */
+        if ((unsigned char)dst[k] < 32 || (unsigned char)dst[k] > 126)
+            dst[k] = '?';
+}
+
+static void on_hello(htex_ix_t *ix, int peer, htex_reader_t *r)
+{
+    htex_fields_t f;
+    cparsl_error_t err;
+    if (htex_msg_next_fields(r, &f, &err) < 0 || f.n != 3 ||
+        f.len[0] > sizeof ix->joins[0].name) {
+        bad_message(ix, peer, "malformed HELLO");
+        return;
+    }
+    int p = peer;
+    if (peer < 0) {
+        if (!ix->t->ops->admit) {
+            bad_message(ix, peer, "HELLO from an unknown sender");
+            return;
+        }
+        if (ix->njoins == JOIN_PENDING_MAX) {
+            bad_message(ix, peer, "too many joiners at once");
+            return;
+        }
+        if (ix->t->ops->admit(ix->t, f.p[0], f.len[0], &p, &err) < 0) {
+            atomic_fetch_add(&ix->refused, 1);
+            CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "interchange",
+                              "cannot answer a joiner: %s", err.text);
+            return;
+        }
+    }
+    struct ix_join *j = join_find(ix, p);
+    if (!j) {
+        if (ix->njoins == JOIN_PENDING_MAX) {
+            bad_message(ix, peer, "too many joiners at once");
+            return;
+        }
+        j = &ix->joins[ix->njoins++];
+        *j = (struct ix_join){.peer = p, .since = cparsl_mono_ns()};
+        if (htex_random(j->nonce, sizeof j->nonce) < 0) {
+            join_drop(ix, j);
+            return;
+        }
+        copy_field(j->build, sizeof j->build, &f, 1);
+        copy_field(j->host, sizeof j->host, &f, 2);
+        memcpy(j->name, f.p[0], f.len[0]);
+        j->name_len = f.len[0];
+    }
+    if (j->doomed)
+        return;
+    const void *np[1] = {j->nonce};
+    size_t nl[1] = {sizeof j->nonce};
+    send_fields(ix, p, HTEX_MSG_CHALLENGE, 1, np, nl);
+}
+
+static void on_auth(htex_ix_t *ix, struct ix_join *j, htex_reader_t *r)
+{
+    htex_fields_t f;
+    cparsl_error_t err;
+    if (htex_msg_next_fields(r, &f, &err) < 0 || f.n != 1 ||
+        f.len[0] != HTEX_MAC_LEN) {
+        join_refuse(ix, j, "malformed AUTH");
+        return;
+    }
+    unsigned char mac[HTEX_MAC_LEN];
+    htex_join_mac(ix->secret, j->nonce, j->build, j->name, j->name_len, mac);
+    char why[512];
+    if (!htex_mac_equal(mac, f.p[0])) {
+        join_refuse(ix, j, "authentication failed: wrong secret");
+        return;
+    }
+    if (strcmp(j->build, ix->build) != 0) {
+        snprintf(why, sizeof why,
+                 "build mismatch: this pilot runs build %s, the joiner %s; "
+                 "run the same executable",
+                 *ix->build ? ix->build : "(none)",
+                 *j->build ? j->build : "(none)");
+        join_refuse(ix, j, why);
+        return;
+    }
+    if (ix->stopping) {
+        join_refuse(ix, j, "the pilot is shutting down");
+        return;
+    }
+    int m = add_manager(ix, j->peer);
+    if (m < 0) {
+        join_refuse(ix, j, "the interchange is out of memory");
+        return;
+    }
+    if (ix->t->ops->trust)
+        ix->t->ops->trust(ix->t, j->peer);
+    ix->mgrs[m].joined = true;
+    snprintf(ix->mgrs[m].host, sizeof ix->mgrs[m].host, "%s", j->host);
+    char id[16];
+    snprintf(id, sizeof id, "%d", m);
+    const void *p[1] = {id};
+    size_t len[1] = {strlen(id)};
+    send_fields(ix, j->peer, HTEX_MSG_WELCOME, 1, p, len);
+    atomic_fetch_add(&ix->joined, 1);
+    CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+               "manager %d joined from host '%s' (endpoint %d)", m, j->host,
+               j->peer);
+    *j = ix->joins[--ix->njoins]; /* a manager now: not forgotten */
+}
+
+/* A message from a peer that is not a manager: only the handshake. */
+static void on_stranger(htex_ix_t *ix, int peer, void *buf, size_t len)
+{
+    htex_reader_t r;
+    cparsl_error_t err;
+    if (!ix->joinable) {
+        bad_message(ix, peer, "not a manager of this interchange");
+        return;
+    }
+    if (htex_msg_open(&r, buf, len, &err) < 0) {
+        bad_message(ix, peer, err.text);
+        return;
+    }
+    struct ix_join *j = peer >= 0 ? join_find(ix, peer) : NULL;
+    if (r.hdr.type == HTEX_MSG_HELLO && !j)
+        on_hello(ix, peer, &r);
+    else if (r.hdr.type == HTEX_MSG_AUTH && j && !j->doomed)
+        on_auth(ix, j, &r);
+    else
+        bad_message(ix, peer, "a message from a peer that has not joined");
+}
+
+/* Joiners that took too long, and refused ones whose REFUSE has left. */
+static void expire_joins(htex_ix_t *ix, int64_t now)
+{
+    for (size_t i = 0; i < ix->njoins;) {
+        struct ix_join *j = &ix->joins[i];
+        if (now - j->since > (j->doomed ? JOIN_LINGER_NS : JOIN_TIMEOUT_NS)) {
+            if (!j->doomed) {
+                atomic_fetch_add(&ix->refused, 1);
+                CPARSL_LOG_SPARSE(CPARSL_LOG_WARN, "interchange",
+                                  "a joiner from host '%s' did not finish "
+                                  "the handshake: forgotten",
+                                  j->host);
+            }
+            join_drop(ix, j);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* A manager that stopped answering: its tries in flight fail as retryable
+ * (the DFK launches a new try, counted against retries), its late results
+ * will match no ticket, and it is forgotten. */
+static void lose_manager(htex_ix_t *ix, int m)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    g->lost = true;
+    if (!g->bye) {
+        g->bye = true;
+        ix->nbye++;
+    }
+    size_t n = 0;
+    for (uint32_t i = 0; i < ix->nslots; i++) {
+        struct ix_slot *s = &ix->slots[i];
+        if (!s->e || s->u.mgr != m)
+            continue;
+        cparsl_exec_t *e = s->e;
+        slot_release(ix, (uint64_t)s->gen << 32 | i);
+        cparsl_exec_fail(e, CPARSL_EWORKER,
+                         "manager %d on host '%s' was lost: nothing heard "
+                         "for %g s",
+                         m, g->host, ix->hb_threshold);
+        complete(ix, e);
+        n++;
+    }
+    g->held = 0;
+    g->credit = 0;
+    atomic_fetch_add(&ix->lost, 1);
+    atomic_fetch_add(&ix->requeued, n);
+    pthread_mutex_lock(&ix->mu);
+    if (g->registered)
+        ix->capacity -= g->slots;
+    pthread_cond_broadcast(&ix->cv);
+    pthread_mutex_unlock(&ix->mu);
+    if (ix->t->ops->forget)
+        ix->t->ops->forget(ix->t, g->ep);
+    ix->ep_to_mgr[g->ep] = -1;
+    CPARSL_LOG(CPARSL_LOG_WARN, "interchange",
+               "manager %d on host '%s' lost (nothing heard for %g s); its "
+               "%zu tries in flight are tried again",
+               m, g->host, ix->hb_threshold, n);
+}
+
 static void on_message(htex_ix_t *ix, int peer, void *buf, size_t len)
 {
     htex_reader_t r;
     cparsl_error_t err;
     int m = peer >= 0 && peer < ix->nep ? ix->ep_to_mgr[peer] : -1;
     if (m < 0) {
-        bad_message(ix, peer, "not a manager of this interchange");
+        on_stranger(ix, peer, buf, len);
         return;
     }
     if (htex_msg_open(&r, buf, len, &err) < 0) {
@@ -450,7 +751,7 @@ static bool dispatch(htex_ix_t *ix)
 {
     bool did = false;
     for (size_t i = 0; i < ix->flen && ix->qlen; i++) {
-        int m = ix->fifo[(ix->fhead + i) % ix->nmgrs];
+        int m = ix->fifo[(ix->fhead + i) % ix->mgr_cap];
         struct ix_mgr *g = &ix->mgrs[m];
         if (g->bye || g->held >= g->slots)
             continue;
@@ -528,6 +829,10 @@ static void check_heartbeats(htex_ix_t *ix, int64_t now)
         if (!g->registered || g->bye || g->silent)
             continue;
         if ((double)(now - g->last_seen) / 1e9 > ix->hb_threshold) {
+            if (ix->lose_silent && g->joined) {
+                lose_manager(ix, (int)m);
+                continue;
+            }
             g->silent = true;
             CPARSL_LOG(CPARSL_LOG_WARN, "interchange",
                        "manager rank %d (%s) silent for more than %g s",
@@ -568,8 +873,12 @@ static bool ix_turn(htex_ix_t *ix)
         did |= dispatch(ix);
     ix->t->ops->progress(ix->t);
     if (ix->stopping && ix->nbye == ix->nmgrs) {
-        while (ix->t->ops->progress(ix->t) > 0)
-            sched_yield();
+        /* Let the last sends leave, for a bounded while: a send to a peer
+         * that died may never complete (libfabric's shm). */
+        for (int i = 0; i < 20000 && ix->t->ops->progress(ix->t) > 0; i++) {
+            struct timespec ts = {0, 100000};
+            nanosleep(&ts, NULL);
+        }
         pthread_mutex_lock(&ix->mu);
         ix->done = true;
         pthread_cond_broadcast(&ix->cv);
@@ -577,8 +886,16 @@ static bool ix_turn(htex_ix_t *ix)
         return true;
     }
     int64_t now = cparsl_mono_ns();
-    if (now - ix->last_hb > 1000000000) {
+    if (now - ix->last_hb > ix->hb_period_ns) {
         check_heartbeats(ix, now);
+        if (ix->joinable) {
+            expire_joins(ix, now);
+            /* Heartbeats the other way: joined managers leave when the
+             * interchange goes quiet past their threshold. */
+            for (size_t m = 0; m < ix->nmgrs; m++)
+                if (ix->mgrs[m].joined && !ix->mgrs[m].bye)
+                    send_empty(ix, ix->mgrs[m].ep, HTEX_MSG_HEARTBEAT);
+        }
         ix->last_hb = now;
     }
     return did;
@@ -656,9 +973,10 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     ix->t = t;
     ix->nmgrs = o->nmanagers;
+    ix->mgr_cap = o->nmanagers ? o->nmanagers : 1;
     ix->nep = t->ops->size(t);
-    ix->mgrs = calloc(o->nmanagers ? o->nmanagers : 1, sizeof *ix->mgrs);
-    ix->fifo = calloc(o->nmanagers ? o->nmanagers : 1, sizeof *ix->fifo);
+    ix->mgrs = calloc(ix->mgr_cap, sizeof *ix->mgrs);
+    ix->fifo = calloc(ix->mgr_cap, sizeof *ix->fifo);
     ix->ep_to_mgr = malloc((size_t)(ix->nep > 0 ? ix->nep : 1) * sizeof(int));
     ix->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!ix->mgrs || !ix->fifo || !ix->ep_to_mgr || ix->efd < 0) {
@@ -686,6 +1004,15 @@ int htex_ix_create(cparsl_transport_t *t, const htex_ix_opts_t *o,
     ix->hb_threshold =
         o->heartbeat_threshold > 0 ? o->heartbeat_threshold : 120;
     ix->driven = o->driven;
+    ix->hb_period_ns =
+        (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period : 1.0) * 1e9);
+    if (o->secret) {
+        ix->joinable = true;
+        memcpy(ix->secret, o->secret, HTEX_SECRET_LEN);
+        snprintf(ix->build, sizeof ix->build, "%s",
+                 o->build_id ? o->build_id : "");
+    }
+    ix->lose_silent = o->lose_silent;
     if (o->node_of_worker && o->host_of_worker && o->host_len) {
         ix->node_of_worker = o->node_of_worker;
         ix->host_of_worker = o->host_of_worker;
@@ -862,6 +1189,10 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out)
     out->bytes_in = atomic_load(&ix->bytes_in);
     out->bytes_out = atomic_load(&ix->bytes_out);
     out->stale_results = atomic_load(&ix->stale_results);
+    out->joined = atomic_load(&ix->joined);
+    out->refused = atomic_load(&ix->refused);
+    out->lost = atomic_load(&ix->lost);
+    out->requeued = atomic_load(&ix->requeued);
     pthread_mutex_lock(&ix->mu);
     out->managers_registered = ix->nregistered;
     out->slots = ix->capacity;

@@ -29,8 +29,17 @@ typedef struct htex_ix_opts {
     size_t nmanagers;
     /* Most task records in one TASKS message. */
     uint32_t max_batch;
-    /* Seconds without a message before a manager is reported missing. */
-    double heartbeat_threshold;
+    /* Seconds without a message before a manager is reported missing
+     * (lost, with lose_silent), and between heartbeats to joiners. */
+    double heartbeat_threshold, heartbeat_period;
+    /* Joiners (join.h): with a secret (HTEX_SECRET_LEN bytes), managers
+     * not in 'managers' may join by the handshake; build_id is what they
+     * must run. */
+    const unsigned char *secret;
+    const char *build_id;
+    /* A joined manager silent past the threshold is lost: its tries in
+     * flight fail with CPARSL_EWORKER (retried by the DFK). */
+    bool lose_silent;
     /* No thread: htex_ix_poll turns the loop (see interchange.c). */
     bool driven;
     /* Optional: the node and host (host_len bytes each, NUL-terminated)
@@ -44,6 +53,9 @@ typedef struct htex_ix_opts {
 
 typedef struct htex_ix_stats {
     uint64_t dispatched, completed, bad_messages, stale_results;
+    /* joiners: accepted, refused (or timed out); managers lost and the
+     * tries they held */
+    uint64_t joined, refused, lost, requeued;
     /* traffic: messages and bytes received and sent */
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
     size_t managers_registered, slots;

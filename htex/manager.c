@@ -116,6 +116,8 @@ struct mgr {
     uint32_t fwd_n;
     int64_t fwd_since;
     bool stopping;
+    bool draining;         /* DRAIN or max_idletime: no new tasks, then BYE */
+    int64_t last_upstream; /* when the upstream was last heard from */
     uint64_t bad_messages;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
@@ -485,7 +487,7 @@ static size_t want_now(struct mgr *m)
 {
     size_t goal = m->capacity + (size_t)m->o->prefetch;
     size_t have = m->held + m->asked;
-    return m->stopping || have >= goal ? 0 : goal - have;
+    return m->stopping || m->draining || have >= goal ? 0 : goal - have;
 }
 
 static int send_copy(struct mgr *m, int ep, const void *p, size_t len)
@@ -610,6 +612,14 @@ static void on_upstream(struct mgr *m, htex_reader_t *r)
         break;
     case HTEX_MSG_HEARTBEAT:
         break;
+    case HTEX_MSG_DRAIN:
+        if (!m->draining)
+            CPARSL_LOG(CPARSL_LOG_INFO, "manager",
+                       "rank %d: draining: no new tasks; leaving when the "
+                       "%zu held are done",
+                       m->o->rank, m->held);
+        m->draining = true;
+        break;
     default:
         bad(m, m->o->upstream, htex_msg_name(r->hdr.type));
     }
@@ -698,6 +708,7 @@ static bool receive(struct mgr *m)
         if (htex_msg_open(&r, buf, len, &err) < 0) {
             bad(m, peer, err.text);
         } else if (peer == m->o->upstream) {
+            m->last_upstream = cparsl_mono_ns();
             on_upstream(m, &r);
         } else {
             struct mdown *d = find_down(m, peer);
@@ -1009,7 +1020,9 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
     int64_t idle_since = 0, sleep_ns = MGR_SLEEP_MIN_NS;
     int64_t hb_ns =
         (int64_t)((o->heartbeat_period > 0 ? o->heartbeat_period : 10) * 1e9);
-    int64_t last_sent = cparsl_mono_ns();
+    int64_t last_sent = cparsl_mono_ns(), idle_work_since = 0;
+    bool orphaned = false;
+    m->last_upstream = last_sent;
     int64_t long_cap =
         o->upstream_rings ? MGR_SLEEP_RUNG_MAX_NS : MGR_SLEEP_IDLE_MAX_NS;
     if (long_cap > hb_ns / 2)
@@ -1027,10 +1040,35 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
         if (flush_fwd(m, !did || m->stopping))
             did = true;
         t->ops->progress(t);
-        if (m->stopping && m->held == 0 && m->npend == 0 &&
+        if ((m->stopping || m->draining) && m->held == 0 && m->npend == 0 &&
             m->down_bye == o->ndownstream && !m->fwd_n)
             break;
         int64_t now = cparsl_mono_ns();
+        if (m->held || m->npend)
+            idle_work_since = 0;
+        else if (!idle_work_since)
+            idle_work_since = now;
+        if (o->max_idletime > 0 && idle_work_since && !m->draining &&
+            (double)(now - idle_work_since) / 1e9 > o->max_idletime) {
+            CPARSL_LOG(CPARSL_LOG_INFO, "manager",
+                       "rank %d: idle for more than max_idletime %g s: "
+                       "leaving",
+                       o->rank, o->max_idletime);
+            m->draining = true;
+            continue;
+        }
+        if (o->upstream_threshold > 0 &&
+            (double)(now - m->last_upstream) / 1e9 > o->upstream_threshold) {
+            rc = cparsl_error_set(err, -ETIMEDOUT,
+                                  "rank %d: nothing from the interchange "
+                                  "(endpoint %d) for %g s: leaving",
+                                  o->rank, o->upstream, o->upstream_threshold);
+            CPARSL_LOG(CPARSL_LOG_ERROR, "manager", "%s", err->text);
+            m->stopping = true;
+            fail_unstarted(m);
+            orphaned = true;
+            break;
+        }
         if (now - last_sent > hb_ns) {
             send_simple(m, o->upstream, HTEX_MSG_HEARTBEAT, take_want(m));
             last_sent = now;
@@ -1061,7 +1099,8 @@ int htex_manager_run(cparsl_transport_t *t, const htex_mgr_opts_t *o,
             sleep_ns = cap;
     }
     slots_stop(m);
-    send_simple(m, o->upstream, HTEX_MSG_BYE, 0);
+    if (!orphaned)
+        send_simple(m, o->upstream, HTEX_MSG_BYE, 0);
     CPARSL_LOG(CPARSL_LOG_INFO, "manager", "rank %d: shut down, said BYE",
                o->rank);
     for (int i = 0; i < 100000 && t->ops->progress(t) > 0; i++) {

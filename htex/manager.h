@@ -40,6 +40,9 @@ typedef struct htex_mgr_opts {
     const char *host;
     const char *block_id;
     double heartbeat_period; /* seconds */
+    /* Joiners: leave when the upstream is silent this long (0: never),
+     * or when no task was held for max_idletime seconds (0: never). */
+    double upstream_threshold, max_idletime;
     uint32_t max_batch;
     /* The loop sleeps on this bell, which its slots ring when they finish
      * (NULL: a bell of the manager's own).  When the upstream rings it

@@ -54,6 +54,8 @@
 #define REG_HOST_MAX  (sizeof(((htex_register_t *)0)->host) - 1)
 #define REG_BUILD_MAX (sizeof(((htex_register_t *)0)->build) - 1)
 
+static size_t min_record(int type);
+
 /* First buffer size: a heartbeat and a handful of small tasks. */
 #define BUF_MIN 256
 
@@ -63,6 +65,9 @@ const char *htex_msg_name(int type)
         [HTEX_MSG_REGISTER] = "REGISTER", [HTEX_MSG_TASKS] = "TASKS",
         [HTEX_MSG_RESULTS] = "RESULTS",   [HTEX_MSG_HEARTBEAT] = "HEARTBEAT",
         [HTEX_MSG_SHUTDOWN] = "SHUTDOWN", [HTEX_MSG_BYE] = "BYE",
+        [HTEX_MSG_HELLO] = "HELLO",       [HTEX_MSG_CHALLENGE] = "CHALLENGE",
+        [HTEX_MSG_AUTH] = "AUTH",         [HTEX_MSG_WELCOME] = "WELCOME",
+        [HTEX_MSG_REFUSE] = "REFUSE",     [HTEX_MSG_DRAIN] = "DRAIN",
     };
 
     if (type > 0 && type < HTEX_MSG_LAST && names[type])
@@ -400,6 +405,32 @@ int htex_msg_add_register(htex_buf_t *b, int rank, int node, uint32_t slots,
     return rec_close(b, start);
 }
 
+int htex_msg_add_fields(htex_buf_t *b, size_t n, const void *const *p,
+                        const size_t *len)
+{
+    size_t start = 0;
+    int type = b->len >= HTEX_HDR_LEN ? get16(b->p + OFF_TYPE) : 0;
+    int rc = min_record(type) == 4 ? rec_open(b, type, &start) : -EINVAL;
+    if (rc < 0)
+        return rc;
+    if (n > HTEX_MAX_FIELDS) {
+        wr_fail(b, -EINVAL);
+        return -EINVAL;
+    }
+    wr_u32(b, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        if (len[i] > HTEX_FIELD_MAX) {
+            wr_fail(b, -EINVAL);
+            return -EINVAL;
+        }
+        wr_u32(b, (uint32_t)len[i]);
+        unsigned char *q = wr_room(b, len[i]);
+        if (q && len[i])
+            memcpy(q, p[i], len[i]);
+    }
+    return rec_close(b, start);
+}
+
 int htex_msg_add_records(htex_buf_t *b, const htex_reader_t *r)
 {
     size_t start = 0;
@@ -616,6 +647,12 @@ static size_t min_record(int type)
         return MIN_RESULT;
     case HTEX_MSG_REGISTER:
         return MIN_REGISTER;
+    case HTEX_MSG_HELLO:
+    case HTEX_MSG_CHALLENGE:
+    case HTEX_MSG_AUTH:
+    case HTEX_MSG_WELCOME:
+    case HTEX_MSG_REFUSE:
+        return 4; /* the field count */
     default:
         return 0; /* no records */
     }
@@ -1120,5 +1157,48 @@ int htex_msg_next_register(htex_reader_t *r, htex_register_t *out,
     if (blen)
         memcpy(out->build, build, blen);
     out->build[blen] = '\0';
+    return 0;
+}
+
+/* ---- the handshake's FIELDS -------------------------------------------- */
+
+int htex_msg_next_fields(htex_reader_t *r, htex_fields_t *out,
+                         cparsl_error_t *err)
+{
+    size_t start = r->pos;
+    uint32_t n = 0;
+    int rc = rec_begin(r, (int)r->hdr.type, err);
+    if (rc == 0 && min_record((int)r->hdr.type) != 4)
+        rc = cparsl_error_set(err, CPARSL_EDECODE, "a %s message has no fields",
+                              htex_msg_name(r->hdr.type));
+    if (rc == 0 && (rc = rd_u32(r, "field count", &n, err)) == 0 &&
+        n > HTEX_MAX_FIELDS)
+        rc = cparsl_error_set(err, CPARSL_EDECODE,
+                              "%" PRIu32 " fields, at most %d", n,
+                              HTEX_MAX_FIELDS);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        uint32_t len = 0;
+        size_t at = r->pos;
+        if ((rc = rd_u32(r, "field length", &len, err)) < 0)
+            break;
+        if (len > HTEX_FIELD_MAX || len > rd_left(r)) {
+            rc = cparsl_error_set(err, CPARSL_EDECODE,
+                                  "field %" PRIu32 " at offset %zu: length "
+                                  "%" PRIu32 " (limit %d, %zu bytes left)",
+                                  i, at, len, HTEX_FIELD_MAX, rd_left(r));
+            break;
+        }
+        out->p[i] = r->p + r->pos;
+        out->len[i] = len;
+        r->pos += len;
+    }
+    if (rc == 0)
+        rc = rec_end(r, err);
+    if (rc < 0) {
+        r->pos = start;
+        return rc;
+    }
+    out->n = n;
+    r->next++;
     return 0;
 }

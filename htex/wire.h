@@ -25,7 +25,10 @@
  *            f64 cpu_s | i64 maxrss_kib | i32 worker | i32 slot
  *   REGISTER record (a manager or worker rank says hello):
  *            i32 rank | i32 node | u32 slots | str host | str build
- *   HEARTBEAT, SHUTDOWN, BYE: no records (count 0).
+ *   HEARTBEAT, SHUTDOWN, BYE, DRAIN: no records (count 0).
+ *   HELLO, CHALLENGE, AUTH, WELCOME, REFUSE (the join handshake): one
+ *            FIELDS record: u32 n (at most HTEX_MAX_FIELDS) | n times
+ *            (u32 len | len bytes), each at most HTEX_FIELD_MAX bytes.
  *
  * 'want' in any header from downstream is the number of further tasks the
  * sender asks for (credits); upstream ignores it in its own messages.
@@ -51,6 +54,13 @@ enum htex_msg_type {
     HTEX_MSG_HEARTBEAT = 4,
     HTEX_MSG_SHUTDOWN = 5,
     HTEX_MSG_BYE = 6,
+    /* joining from outside the MPI job (htex/join.c): one FIELDS record */
+    HTEX_MSG_HELLO = 7,     /* name, build id, host */
+    HTEX_MSG_CHALLENGE = 8, /* nonce */
+    HTEX_MSG_AUTH = 9,      /* HMAC-SHA256 over the handshake */
+    HTEX_MSG_WELCOME = 10,  /* manager id (decimal text) */
+    HTEX_MSG_REFUSE = 11,   /* reason */
+    HTEX_MSG_DRAIN = 12,    /* no records: take no new tasks, then leave */
     HTEX_MSG_LAST
 };
 
@@ -166,5 +176,20 @@ typedef struct htex_register {
 
 int htex_msg_next_register(htex_reader_t *r, htex_register_t *out,
                            cparsl_error_t *err);
+
+/* The handshake's records: up to HTEX_MAX_FIELDS byte strings.  The
+ * reader's pointers point into the message. */
+#define HTEX_MAX_FIELDS 8
+#define HTEX_FIELD_MAX  4096
+typedef struct htex_fields {
+    size_t n;
+    const unsigned char *p[HTEX_MAX_FIELDS];
+    uint32_t len[HTEX_MAX_FIELDS];
+} htex_fields_t;
+
+int htex_msg_add_fields(htex_buf_t *b, size_t n, const void *const *p,
+                        const size_t *len);
+int htex_msg_next_fields(htex_reader_t *r, htex_fields_t *out,
+                         cparsl_error_t *err);
 
 #endif

@@ -235,6 +235,15 @@ static int read_all(htex_reader_t *r, htex_task_t *task, cparsl_error_t *err)
         case HTEX_MSG_REGISTER:
             rc = htex_msg_next_register(r, &reg, err);
             break;
+        case HTEX_MSG_HELLO:
+        case HTEX_MSG_CHALLENGE:
+        case HTEX_MSG_AUTH:
+        case HTEX_MSG_WELCOME:
+        case HTEX_MSG_REFUSE: {
+            htex_fields_t f;
+            rc = htex_msg_next_fields(r, &f, err);
+            break;
+        }
         default:
             rc = -EINVAL;
         }
@@ -264,10 +273,48 @@ TEST_CASE(names)
     CHECK(strcmp(htex_msg_name(HTEX_MSG_HEARTBEAT), "HEARTBEAT") == 0, "hb");
     CHECK(strcmp(htex_msg_name(HTEX_MSG_SHUTDOWN), "SHUTDOWN") == 0, "sd");
     CHECK(strcmp(htex_msg_name(HTEX_MSG_BYE), "BYE") == 0, "bye");
+    CHECK(strcmp(htex_msg_name(HTEX_MSG_HELLO), "HELLO") == 0, "hello");
+    CHECK(strcmp(htex_msg_name(HTEX_MSG_DRAIN), "DRAIN") == 0, "drain");
     CHECK(strcmp(htex_msg_name(0), "UNKNOWN") == 0, "0");
     CHECK(strcmp(htex_msg_name(HTEX_MSG_LAST), "UNKNOWN") == 0, "last");
     CHECK(strcmp(htex_msg_name(-1), "UNKNOWN") == 0, "-1");
     CHECK(strcmp(htex_msg_name(99), "UNKNOWN") == 0, "99");
+}
+
+/* The join handshake's FIELDS records: round trip, and the limits. */
+TEST_CASE(fields)
+{
+    htex_buf_t b = {0};
+    htex_reader_t r;
+    htex_fields_t f;
+    cparsl_error_t err;
+    const void *p[3] = {"name\0bytes", "build", ""};
+    size_t len[3] = {10, 5, 0};
+    htex_msg_begin(&b, HTEX_MSG_HELLO, 0);
+    CHECK(htex_msg_add_fields(&b, 3, p, len) == 0, "add fields");
+    long n = htex_msg_end(&b);
+    CHECK(n > 0 && htex_msg_open(&r, b.p, (size_t)n, &err) == 0, "open");
+    CHECK(htex_msg_next_fields(&r, &f, &err) == 0 && f.n == 3 &&
+              f.len[0] == 10 && memcmp(f.p[0], "name\0bytes", 10) == 0 &&
+              f.len[1] == 5 && f.len[2] == 0,
+          "fields read back");
+    /* Fields only in handshake messages, and no more than the limits. */
+    htex_msg_begin(&b, HTEX_MSG_TASKS, 0);
+    CHECK(htex_msg_add_fields(&b, 1, p, len) < 0, "no fields in TASKS");
+    static char big[HTEX_FIELD_MAX + 1];
+    const void *bp[1] = {big};
+    size_t bl[1] = {sizeof big};
+    htex_msg_begin(&b, HTEX_MSG_AUTH, 0);
+    CHECK(htex_msg_add_fields(&b, 1, bp, bl) < 0, "a field over the limit");
+    /* A reader refuses a count over HTEX_MAX_FIELDS. */
+    htex_msg_begin(&b, HTEX_MSG_REFUSE, 0);
+    htex_msg_add_fields(&b, 1, p, len);
+    n = htex_msg_end(&b);
+    b.p[HTEX_HDR_LEN] = 200; /* the field count */
+    CHECK(htex_msg_open(&r, b.p, (size_t)n, &err) == 0 &&
+              htex_msg_next_fields(&r, &f, &err) == -CPARSL_EDECODE,
+          "200 fields refused: %s", err.text);
+    htex_buf_free(&b);
 }
 
 TEST_CASE(task_roundtrip)
@@ -1485,6 +1532,7 @@ int main(int argc, char **argv)
 {
     static const check_case_t cases[] = {
         TEST_ENTRY(names),
+        TEST_ENTRY(fields),
         TEST_ENTRY(task_roundtrip),
         TEST_ENTRY(task_unknown_app),
         TEST_ENTRY(result_roundtrip),

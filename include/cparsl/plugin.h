@@ -333,6 +333,10 @@ struct cparsl_store {
     const struct cparsl_store_ops *ops;
 };
 
+/* This executable's GNU build-id in hex ("" when it was linked without
+ * one): memo keys default to it, and htex refuses joiners of another. */
+const char *cparsl_program_build_id(void);
+
 /* Record a block's state change in the run's store (any thread; nothing
  * when cparsl is not running or the store keeps no blocks). */
 void cparsl_store_block_event(const cparsl_block_event_t *ev);

@@ -58,6 +58,18 @@ struct cparsl_transport_ops {
     int (*size)(cparsl_transport_t *t);
     /* Wait (up to a bound) for sends in flight, then release everything. */
     void (*destroy)(cparsl_transport_t *t);
+    /*
+     * Optional: transports whose peers can arrive from outside (libfabric;
+     * NULL for MPI and the loop, where every peer is known).  try_recv
+     * gives a message from an unknown sender with a negative peer; admit
+     * makes the endpoint name such a sender announced a peer that can be
+     * answered (at most a few untrusted at once: -EBUSY beyond), trust
+     * counts it as proven, forget removes it.
+     */
+    int (*admit)(cparsl_transport_t *t, const void *name, size_t len, int *peer,
+                 cparsl_error_t *err);
+    void (*trust)(cparsl_transport_t *t, int peer);
+    void (*forget)(cparsl_transport_t *t, int peer);
 };
 
 struct cparsl_transport {

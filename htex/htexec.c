@@ -1,0 +1,526 @@
+/*
+ * htexec.c - the htex executor on its own: the DFK and the interchange in
+ * the client process, managers in other processes that join over
+ * libfabric (transport/fabric.h) and prove themselves with the run's
+ * secret (join.h).
+ *
+ * At start the executor makes the run's secret (a 0600 file in the run
+ * dir), opens the listener on the configured providers, and writes the
+ * published address next to it:
+ *
+ *   <run dir>/htex.<label>.addr     the listener's addresses (one line)
+ *   <run dir>/htex.<label>.secret   32 random bytes in hex, mode 0600
+ *
+ * A manager is the same program started with CPARSL_HTEX_JOIN naming the
+ * .addr file (the secret is read from the .secret file beside it, or from
+ * CPARSL_HTEX_SECRET): its cparsl_init joins, serves tasks until the
+ * interchange shuts it down (or goes silent past the threshold, or it
+ * is drained), and returns CPARSL_SERVED.  With `managers: N` the
+ * executor starts N such processes itself on this host (the "local"
+ * block), re-running this program from /proc/self/exe with its own
+ * arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cparsl/cparsl.h>
+#include <cparsl/plugin.h>
+
+#include "child.h"
+#include "htexec.h"
+#include "interchange.h"
+#include "join.h"
+#include "log.h"
+#include "manager.h"
+#include "transport/fabric.h"
+
+#define MAX_PROVIDERS 8
+
+struct htexec {
+    cparsl_executor_t base;
+    /* config */
+    char *providers[MAX_PROVIDERS];
+    size_t nproviders;
+    char *address;
+    int64_t managers, workers, prefetch, max_batch;
+    bool isolation;
+    double hb_period, hb_threshold, max_idletime, join_timeout;
+    /* running */
+    unsigned char secret[HTEX_SECRET_LEN];
+    char addr_path[PATH_MAX], secret_path[PATH_MAX];
+    cparsl_transport_t *t;
+    htex_ix_t *ix;
+    pid_t *pids;
+    size_t npids;
+};
+
+static const char *const hx_keys[] = {
+    "type",
+    "label",
+    "providers",
+    "address",
+    "managers",
+    "workers_per_manager",
+    "isolation",
+    "prefetch",
+    "max_batch",
+    "heartbeat_period",
+    "heartbeat_threshold",
+    "max_idletime",
+    "join_timeout",
+    NULL,
+};
+
+static const char *const iso_modes[] = {"process", "none", NULL};
+
+static int hx_probe(const cparsl_launch_t *launch)
+{
+    (void)launch;
+    return 0; /* only when named */
+}
+
+static void hx_free_config(struct htexec *h)
+{
+    for (size_t i = 0; i < h->nproviders; i++)
+        free(h->providers[i]);
+    free(h->address);
+}
+
+static int hx_configure(const cparsl_cnode_t *node,
+                        const cparsl_launch_t *launch, cparsl_executor_t **out,
+                        cparsl_error_t *err)
+{
+    (void)launch;
+    struct htexec *h = calloc(1, sizeof *h);
+    if (!h)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    int rc, iso;
+    const char *address;
+    if ((rc = cparsl_cnode_check_keys(node, hx_keys, err)) < 0 ||
+        (rc = cparsl_cnode_string(node, "address", "127.0.0.1", &address,
+                                  err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "managers", 0, 0, 1024, &h->managers,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "workers_per_manager", 2, 1, 4096,
+                               &h->workers, err)) < 0 ||
+        (rc = cparsl_cnode_choice(node, "isolation", iso_modes, 0, &iso, err)) <
+            0 ||
+        (rc = cparsl_cnode_int(node, "prefetch", 8, 0, 1 << 20, &h->prefetch,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_int(node, "max_batch", 256, 1, 512, &h->max_batch,
+                               err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "heartbeat_period", 5, 0.01, 3600,
+                                  &h->hb_period, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "heartbeat_threshold", 30, 0.05, 86400,
+                                  &h->hb_threshold, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "max_idletime", 0, 0, 1e9,
+                                  &h->max_idletime, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "join_timeout", 30, 0.1, 3600,
+                                  &h->join_timeout, err)) < 0)
+        goto fail;
+    if (h->hb_threshold <= h->hb_period) {
+        rc = cparsl_cnode_error(
+            cparsl_cnode_get(node, "heartbeat_threshold"), err,
+            "must be longer than heartbeat_period (%g s)", h->hb_period);
+        goto fail;
+    }
+    h->isolation = iso == 0;
+    h->address = strdup(address);
+    const cparsl_cnode_t *pv = cparsl_cnode_get(node, "providers");
+    if (pv && cparsl_cnode_type(pv) != CPARSL_CNODE_SEQ) {
+        rc = cparsl_cnode_error(pv, err,
+                                "expected a list of libfabric "
+                                "providers, e.g. [shm, tcp;ofi_rxm]");
+        goto fail;
+    }
+    size_t n = pv ? cparsl_cnode_len(pv) : 2;
+    if (n == 0 || n > MAX_PROVIDERS) {
+        rc = cparsl_cnode_error(pv, err, "expected 1 to %d providers",
+                                MAX_PROVIDERS);
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = "shm";
+        if (pv) {
+            const cparsl_cnode_t *it = cparsl_cnode_at(pv, i);
+            name = cparsl_cnode_scalar(it);
+            if (!name || !*name) {
+                rc = cparsl_cnode_error(it, err, "expected a provider name");
+                goto fail;
+            }
+        } else if (i == 1) {
+            name = "tcp;ofi_rxm";
+        }
+        h->providers[h->nproviders++] = strdup(name);
+    }
+    *out = &h->base;
+    return 0;
+fail:
+    hx_free_config(h);
+    free(h);
+    return rc;
+}
+
+/* This program's arguments, from /proc/self/cmdline (NULL-terminated
+ * vector in one allocation). */
+static char **own_argv(void)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (ssize_t n; buf && (n = read(fd, buf + len, cap - len)) > 0;) {
+        len += (size_t)n;
+        if (len == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    close(fd);
+    if (!buf || !len) {
+        free(buf);
+        return NULL;
+    }
+    size_t argc = 0;
+    for (size_t i = 0; i < len; i++)
+        argc += buf[i] == '\0';
+    char **v = malloc((argc + 1) * sizeof *v + len);
+    if (!v) {
+        free(buf);
+        return NULL;
+    }
+    char *s = (char *)(v + argc + 1);
+    memcpy(s, buf, len);
+    free(buf);
+    size_t k = 0;
+    for (size_t i = 0; i < len && k < argc; i += strlen(s + i) + 1)
+        v[k++] = s + i;
+    v[k] = NULL;
+    return v;
+}
+
+/* The local block: N managers, this program re-run in manager mode. */
+static int start_local(struct htexec *h, cparsl_error_t *err)
+{
+    if (!h->managers)
+        return 0;
+    char **argv = own_argv();
+    if (!argv)
+        return cparsl_error_set(err, -ENOENT,
+                                "htex: cannot read /proc/self/cmdline to "
+                                "start local managers");
+    h->pids = calloc((size_t)h->managers, sizeof *h->pids);
+    if (!h->pids) {
+        free(argv);
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < h->managers; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            free(argv);
+            return cparsl_error_set(err, -errno, "htex: fork: %s",
+                                    strerror(errno));
+        }
+        if (pid == 0) {
+            char v[64];
+            setenv("CPARSL_HTEX_JOIN", h->addr_path, 1);
+            snprintf(v, sizeof v, "%lld", (long long)h->workers);
+            setenv("CPARSL_HTEX_WORKERS", v, 1);
+            setenv("CPARSL_HTEX_ISOLATION", h->isolation ? "process" : "none",
+                   1);
+            snprintf(v, sizeof v, "%g", h->hb_threshold);
+            setenv("CPARSL_HTEX_THRESHOLD", v, 1);
+            snprintf(v, sizeof v, "%g", h->hb_period);
+            setenv("CPARSL_HTEX_HEARTBEAT", v, 1);
+            snprintf(v, sizeof v, "%g", h->max_idletime);
+            setenv("CPARSL_HTEX_MAX_IDLETIME", v, 1);
+            execv("/proc/self/exe", argv);
+            _exit(127);
+        }
+        h->pids[h->npids++] = pid;
+    }
+    free(argv);
+    CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+               "%s: started %zu local manager process(es)", h->base.label,
+               h->npids);
+    return 0;
+}
+
+static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    const char *dir = cparsl_run_dir();
+    snprintf(h->addr_path, sizeof h->addr_path, "%s/htex.%s.addr", dir,
+             ex->label);
+    snprintf(h->secret_path, sizeof h->secret_path, "%s/htex.%s.secret", dir,
+             ex->label);
+    int rc = htex_secret_create(h->secret_path, h->secret, err);
+    if (rc < 0)
+        return rc;
+    htex_fabric_opts_t fo = {
+        .providers = (const char *const *)h->providers,
+        .nproviders = h->nproviders,
+        .bind_node = h->address,
+    };
+    if ((rc = htex_fabric_listen(&fo, &h->t, err)) < 0)
+        return rc;
+    size_t need = 0;
+    char small[1];
+    htex_fabric_published(h->t, small, sizeof small, &need);
+    char *text = malloc(need + 1);
+    if (!text)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    if ((rc = htex_fabric_published(h->t, text, need + 1, NULL)) < 0) {
+        free(text);
+        return cparsl_error_set(err, rc, "htex: cannot publish the address");
+    }
+    FILE *fp = fopen(h->addr_path, "wx");
+    if (!fp || fprintf(fp, "%s\n", text) < 0 || fclose(fp) != 0) {
+        free(text);
+        return cparsl_error_set(err, -errno, "htex: cannot write '%s': %s",
+                                h->addr_path, strerror(errno));
+    }
+    CPARSL_LOG(CPARSL_LOG_INFO, "htex", "%s: listening at %s", ex->label, text);
+    free(text);
+    htex_ix_opts_t io = {
+        .max_batch = (uint32_t)h->max_batch,
+        .heartbeat_threshold = h->hb_threshold,
+        .heartbeat_period = h->hb_period,
+        .secret = h->secret,
+        .build_id = cparsl_program_build_id(),
+        .lose_silent = true,
+    };
+    if ((rc = htex_ix_create(h->t, &io, &h->ix, err)) < 0 ||
+        (rc = htex_ix_start(h->ix, err)) < 0)
+        return rc;
+    if ((rc = start_local(h, err)) < 0)
+        return rc;
+    /* The local block's managers count before the first task goes. */
+    for (int i = 0;
+         i < 100 * h->join_timeout &&
+         htex_ix_capacity(h->ix) < (size_t)(h->managers * h->workers);
+         i++)
+        usleep(10000);
+    if (htex_ix_capacity(h->ix) < (size_t)(h->managers * h->workers))
+        return cparsl_error_set(err, -ETIMEDOUT,
+                                "htex: %lld local managers did not join "
+                                "within %g s (see their rank logs)",
+                                (long long)h->managers, h->join_timeout);
+    return 0;
+}
+
+static int hx_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
+                     size_t n)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    return htex_ix_submit(h->ix, batch, n);
+}
+
+static size_t hx_outstanding(cparsl_executor_t *ex)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    return h->ix ? htex_ix_outstanding(h->ix) : 0;
+}
+
+static size_t hx_capacity(cparsl_executor_t *ex)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    return h->ix ? htex_ix_capacity(h->ix) : 0;
+}
+
+static int hx_drain(cparsl_executor_t *ex)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    if (h->ix)
+        htex_ix_begin_shutdown(h->ix);
+    return 0;
+}
+
+/* Reap the local managers: they leave after SHUTDOWN; any left after
+ * the grace period are killed. */
+static void reap_local(struct htexec *h, double grace)
+{
+    for (int i = 0; i < (int)(grace * 100); i++) {
+        size_t left = 0;
+        for (size_t k = 0; k < h->npids; k++)
+            if (h->pids[k] > 0 && waitpid(h->pids[k], NULL, WNOHANG) == 0)
+                left++;
+            else
+                h->pids[k] = 0;
+        if (!left)
+            return;
+        usleep(10000);
+    }
+    for (size_t k = 0; k < h->npids; k++)
+        if (h->pids[k] > 0) {
+            CPARSL_LOG(CPARSL_LOG_WARN, "htex",
+                       "local manager pid %d did not leave: killed",
+                       (int)h->pids[k]);
+            kill(h->pids[k], SIGKILL);
+            waitpid(h->pids[k], NULL, 0);
+            h->pids[k] = 0;
+        }
+}
+
+static int hx_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    int rc = 0;
+    if (h->ix) {
+        rc = htex_ix_shutdown(h->ix, 30, err);
+        htex_ix_stats_t st;
+        htex_ix_stats(h->ix, &st);
+        CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+                   "%s: %llu tasks dispatched, %llu completed; joiners: "
+                   "%llu joined, %llu refused; %llu managers lost (%llu "
+                   "tries retried); %llu bad messages, %llu stale results",
+                   ex->label, (unsigned long long)st.dispatched,
+                   (unsigned long long)st.completed,
+                   (unsigned long long)st.joined,
+                   (unsigned long long)st.refused, (unsigned long long)st.lost,
+                   (unsigned long long)st.requeued,
+                   (unsigned long long)st.bad_messages,
+                   (unsigned long long)st.stale_results);
+    }
+    reap_local(h, 10);
+    return rc;
+}
+
+static void hx_destroy(cparsl_executor_t *ex)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    htex_ix_destroy(h->ix);
+    if (h->t)
+        h->t->ops->destroy(h->t);
+    if (h->npids)
+        reap_local(h, 0.5);
+    free(h->pids);
+    hx_free_config(h);
+    free(h);
+}
+
+const struct cparsl_executor_ops cparsl_htex_ops = {
+    .family = "htex",
+    .flags = 0,
+    .probe = hx_probe,
+    .configure = hx_configure,
+    .start = hx_start,
+    .submit = hx_submit,
+    .outstanding = hx_outstanding,
+    .capacity = hx_capacity,
+    .scale_out = cparsl_executor_enosys_scale,
+    .scale_in = cparsl_executor_enosys_scale,
+    .drain = hx_drain,
+    .shutdown = hx_shutdown,
+    .destroy = hx_destroy,
+    .serve = cparsl_executor_enosys_serve,
+};
+
+/* ==== manager mode ======================================================= */
+
+int htex_join_serve(const char *addr_file, cparsl_error_t *err)
+{
+    char text[8192];
+    FILE *fp = fopen(addr_file, "r");
+    if (!fp)
+        return cparsl_error_set(err, -errno,
+                                "CPARSL_HTEX_JOIN: cannot read '%s': %s",
+                                addr_file, strerror(errno));
+    if (!fgets(text, sizeof text, fp))
+        text[0] = '\0';
+    fclose(fp);
+    text[strcspn(text, "\n")] = '\0';
+    /* The secret beside the address: htex.<label>.addr -> .secret */
+    char secret_path[PATH_MAX];
+    snprintf(secret_path, sizeof secret_path, "%s", addr_file);
+    char *dot = strrchr(secret_path, '.');
+    if (dot && strcmp(dot, ".addr") == 0)
+        snprintf(dot, sizeof secret_path - (size_t)(dot - secret_path),
+                 ".secret");
+    unsigned char secret[HTEX_SECRET_LEN];
+    int rc = htex_secret_load(secret_path, secret, err);
+    if (rc < 0)
+        return rc;
+    char logpath[PATH_MAX];
+    snprintf(logpath, sizeof logpath, "%s", addr_file);
+    char *slash = strrchr(logpath, '/');
+    snprintf(slash ? slash + 1 : logpath,
+             sizeof logpath - (size_t)(slash ? slash + 1 - logpath : 0),
+             "manager.%ld.log", (long)getpid());
+    if ((rc = cparsl_log_open(logpath, CPARSL_LOG_INFO)) < 0)
+        return cparsl_error_set(err, rc, "cannot open the log '%s'", logpath);
+    const char *iso = getenv("CPARSL_HTEX_ISOLATION");
+    bool isolation = !iso || strcmp(iso, "none") != 0;
+    bool helper = false;
+    if (isolation && !htex_forkhelper_running()) {
+        cparsl_error_t e2;
+        helper = htex_forkhelper_start(false, &e2) == 0;
+    }
+    const char *workers = getenv("CPARSL_HTEX_WORKERS");
+    int nslots = workers ? atoi(workers) : 2;
+    if (nslots < 1)
+        nslots = 1;
+    htex_fabric_opts_t fo = {0};
+    cparsl_transport_t *t = NULL;
+    if ((rc = htex_fabric_join(text, &fo, &t, err)) < 0) {
+        CPARSL_LOG(CPARSL_LOG_ERROR, "htex", "%s", err->text);
+        if (helper)
+            htex_forkhelper_stop();
+        cparsl_log_close();
+        return rc;
+    }
+    unsigned char name[512];
+    int nlen = htex_fabric_name(t, name, sizeof name);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    int id = -1;
+    if (nlen < 0)
+        rc = cparsl_error_set(err, nlen, "htex: no endpoint name");
+    else
+        rc = htex_join(t, 0, secret, name, (size_t)nlen,
+                       cparsl_program_build_id(), host, 30, &id, err);
+    if (rc == 0) {
+        CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+                   "joined as manager %d over %s, %d slot(s)", id,
+                   htex_fabric_provider(t), nslots);
+        const char *thr = getenv("CPARSL_HTEX_THRESHOLD");
+        const char *hb = getenv("CPARSL_HTEX_HEARTBEAT");
+        const char *idle = getenv("CPARSL_HTEX_MAX_IDLETIME");
+        htex_mgr_opts_t mo = {
+            .upstream = 0,
+            .nslots = nslots,
+            .prefetch = 8,
+            .isolation = isolation,
+            .rank = id,
+            .node = -1,
+            .manager_id = id,
+            .host = host,
+            .block_id = "local",
+            .heartbeat_period = hb ? atof(hb) : 5,
+            .max_batch = 256,
+            .upstream_threshold = thr ? atof(thr) : 30,
+            .max_idletime = idle ? atof(idle) : 0,
+        };
+        rc = htex_manager_run(t, &mo, err);
+    }
+    if (rc < 0)
+        CPARSL_LOG(CPARSL_LOG_ERROR, "htex", "%s", err->text);
+    t->ops->destroy(t);
+    if (helper)
+        htex_forkhelper_stop();
+    cparsl_log_close();
+    return rc;
+}
