@@ -28,11 +28,14 @@
 #include "bell.h"
 #include "child.h"
 #include "emulate.h"
+#include "htexec.h"
 #include "interchange.h"
+#include "join.h"
 #include "log.h"
 #include "manager.h"
 #include "pin.h"
 #include "transport/mpi.h"
+#include "transport/mux.h"
 
 struct xs {
     cparsl_executor_t base;
@@ -48,6 +51,14 @@ struct xs {
     bool isolation;
     double heartbeat_period, heartbeat_threshold, start_timeout;
     int manager_log_level; /* -1: worker ranks write no log file */
+    /* Blocks from outside the job join over libfabric (docs/htex.md). */
+    bool accept_joiners;
+    char *join_providers[8];
+    size_t njoin_providers;
+    char *join_address;
+    cparsl_transport_t *fab, *mux;
+    unsigned char secret[HTEX_SECRET_LEN];
+    char addr_path[4200];
     htex_pin_t pin;
     /* run */
     bool mpi_inited_by_us;
@@ -433,6 +444,9 @@ static const char *const xs_keys[] = {
     "emulate_managers",
     "emulate_slots",
     "emulate_task_duration",
+    "accept_joiners",
+    "join_providers",
+    "join_address",
     NULL,
 };
 
@@ -440,6 +454,49 @@ static const char *const mlog_levels[] = {"none", "error", "warn",
                                           "info", "debug", NULL};
 
 static const char *const isolation_modes[] = {"process", "none", NULL};
+
+static void join_config_free(struct xs *x)
+{
+    for (size_t i = 0; i < x->njoin_providers; i++)
+        free(x->join_providers[i]);
+    x->njoin_providers = 0;
+    free(x->join_address);
+    x->join_address = NULL;
+}
+
+/* join_providers (default [shm, "tcp;ofi_rxm"]) and join_address
+ * (default loopback): where blocks from outside the job reach rank 0. */
+static int join_config(const cparsl_cnode_t *node, struct xs *x,
+                       cparsl_error_t *err)
+{
+    const char *addr;
+    int rc = cparsl_cnode_string(node, "join_address", "127.0.0.1", &addr, err);
+    if (rc < 0)
+        return rc;
+    x->join_address = strdup(addr);
+    const cparsl_cnode_t *pv = cparsl_cnode_get(node, "join_providers");
+    if (pv && (cparsl_cnode_type(pv) != CPARSL_CNODE_SEQ ||
+               cparsl_cnode_len(pv) == 0 || cparsl_cnode_len(pv) > 8))
+        return cparsl_cnode_error(pv, err,
+                                  "expected a list of 1 to 8 libfabric "
+                                  "providers, e.g. [shm, tcp;ofi_rxm]");
+    size_t n = pv ? cparsl_cnode_len(pv) : 2;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = i ? "tcp;ofi_rxm" : "shm";
+        if (pv) {
+            name = cparsl_cnode_scalar(cparsl_cnode_at(pv, i));
+            if (!name || !*name)
+                return cparsl_cnode_error(cparsl_cnode_at(pv, i), err,
+                                          "expected a provider name");
+        }
+        x->join_providers[x->njoin_providers++] = strdup(name);
+    }
+    if ((pv || cparsl_cnode_get(node, "join_address")) && !x->accept_joiners)
+        return cparsl_cnode_error(pv ? pv
+                                     : cparsl_cnode_get(node, "join_address"),
+                                  err, "only used with accept_joiners: true");
+    return 0;
+}
 
 static int xs_configure(const cparsl_cnode_t *node,
                         const cparsl_launch_t *launch, cparsl_executor_t **out,
@@ -477,8 +534,12 @@ static int xs_configure(const cparsl_cnode_t *node,
                                &x->emu_slots, err)) < 0 ||
         (rc = cparsl_cnode_double(node, "emulate_task_duration", 0.01, 0, 3600,
                                   &x->emu_duration, err)) < 0 ||
+        (rc = cparsl_cnode_bool(node, "accept_joiners", false,
+                                &x->accept_joiners, err)) < 0 ||
+        (rc = join_config(node, x, err)) < 0 ||
         (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
         htex_pin_free(&x->pin);
+        join_config_free(x);
         free(x);
         return rc;
     }
@@ -571,18 +632,38 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
         eps = L.leaders;
         neps = L.nleaders;
     }
+    cparsl_transport_t *ixt = x->t;
+    if (x->accept_joiners) {
+        /* Blocks from outside the job: a libfabric listener beside MPI,
+         * its peers numbered after every MPI endpoint. */
+        if ((rc = htex_listen_open(
+                 ex->label, (const char *const *)x->join_providers,
+                 x->njoin_providers, x->join_address, x->secret, &x->fab,
+                 x->addr_path, sizeof x->addr_path, err)) < 0)
+            goto out;
+        if ((rc = htex_mux_create(x->t, x->fab, x->t->ops->size(x->t),
+                                  &x->mux)) < 0) {
+            cparsl_error_set(err, rc, "out of memory");
+            goto out;
+        }
+        ixt = x->mux;
+    }
     htex_ix_opts_t io = {
         .managers = eps,
         .nmanagers = (size_t)neps,
         .max_batch = (uint32_t)x->max_batch,
         .heartbeat_threshold = x->heartbeat_threshold,
-        .driven = true, /* by the DFK thread: see xs_poll */
+        .heartbeat_period = x->heartbeat_period,
+        .secret = x->accept_joiners ? x->secret : NULL,
+        .build_id = cparsl_program_build_id(),
+        .lose_silent = true, /* joiners only: MPI ranks are never lost */
+        .driven = true,      /* by the DFK thread: see xs_poll */
         .node_of_worker = x->node_of_rank,
         .host_of_worker = x->host_of_rank,
         .host_len = HOST_LEN,
         .nworkers = (size_t)x->size,
     };
-    if ((rc = htex_ix_create(x->t, &io, &x->ix, err)) < 0 ||
+    if ((rc = htex_ix_create(ixt, &io, &x->ix, err)) < 0 ||
         (rc = htex_ix_start(x->ix, err)) < 0)
         goto out;
     if (htex_ix_wait_registered(x->ix, x->start_timeout) < 0) {
@@ -893,6 +974,14 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
         if (rc == 0)
             drop_ix(x);
     }
+    if (rc == 0 && x->mux) {
+        x->mux->ops->destroy(x->mux);
+        x->mux = NULL;
+    }
+    if (rc == 0 && x->fab) {
+        x->fab->ops->destroy(x->fab);
+        x->fab = NULL;
+    }
     if (htex_forkhelper_running())
         htex_forkhelper_stop();
     if (rc == 0)
@@ -906,6 +995,7 @@ static void xs_destroy(cparsl_executor_t *ex)
     if (x->ix)
         return; /* its thread could not be stopped: leave it */
     htex_pin_free(&x->pin);
+    join_config_free(x);
     pthread_mutex_destroy(&x->ix_mu);
     free(x);
 }

@@ -55,7 +55,7 @@ struct htexec {
     double hb_period, hb_threshold, max_idletime, join_timeout;
     /* running */
     unsigned char secret[HTEX_SECRET_LEN];
-    char addr_path[PATH_MAX], secret_path[PATH_MAX];
+    char addr_path[PATH_MAX];
     cparsl_transport_t *t;
     htex_ix_t *ix;
     pid_t *pids;
@@ -259,42 +259,60 @@ static int start_local(struct htexec *h, cparsl_error_t *err)
     return 0;
 }
 
-static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
+int htex_listen_open(const char *label, const char *const *providers,
+                     size_t nproviders, const char *address,
+                     unsigned char *secret, cparsl_transport_t **out,
+                     char *addr_path, size_t cap, cparsl_error_t *err)
 {
-    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
     const char *dir = cparsl_run_dir();
-    snprintf(h->addr_path, sizeof h->addr_path, "%s/htex.%s.addr", dir,
-             ex->label);
-    snprintf(h->secret_path, sizeof h->secret_path, "%s/htex.%s.secret", dir,
-             ex->label);
-    int rc = htex_secret_create(h->secret_path, h->secret, err);
+    char secret_path[PATH_MAX];
+    snprintf(addr_path, cap, "%s/htex.%s.addr", dir, label);
+    snprintf(secret_path, sizeof secret_path, "%s/htex.%s.secret", dir, label);
+    int rc = htex_secret_create(secret_path, secret, err);
     if (rc < 0)
         return rc;
     htex_fabric_opts_t fo = {
-        .providers = (const char *const *)h->providers,
-        .nproviders = h->nproviders,
-        .bind_node = h->address,
+        .providers = providers,
+        .nproviders = nproviders,
+        .bind_node = address,
     };
-    if ((rc = htex_fabric_listen(&fo, &h->t, err)) < 0)
+    cparsl_transport_t *t = NULL;
+    if ((rc = htex_fabric_listen(&fo, &t, err)) < 0)
         return rc;
     size_t need = 0;
     char small[1];
-    htex_fabric_published(h->t, small, sizeof small, &need);
+    htex_fabric_published(t, small, sizeof small, &need);
     char *text = malloc(need + 1);
-    if (!text)
-        return cparsl_error_set(err, -ENOMEM, "out of memory");
-    if ((rc = htex_fabric_published(h->t, text, need + 1, NULL)) < 0) {
+    if (!text || (rc = htex_fabric_published(t, text, need + 1, NULL)) < 0) {
         free(text);
-        return cparsl_error_set(err, rc, "htex: cannot publish the address");
+        t->ops->destroy(t);
+        return cparsl_error_set(err, -ENOMEM,
+                                "htex: cannot publish the address");
     }
-    FILE *fp = fopen(h->addr_path, "wx");
+    FILE *fp = fopen(addr_path, "wx");
     if (!fp || fprintf(fp, "%s\n", text) < 0 || fclose(fp) != 0) {
+        rc = cparsl_error_set(err, -errno, "htex: cannot write '%s': %s",
+                              addr_path, strerror(errno));
         free(text);
-        return cparsl_error_set(err, -errno, "htex: cannot write '%s': %s",
-                                h->addr_path, strerror(errno));
+        t->ops->destroy(t);
+        return rc;
     }
-    CPARSL_LOG(CPARSL_LOG_INFO, "htex", "%s: listening at %s", ex->label, text);
+    CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+               "%s: listening for joiners at %s (address in %s)", label, text,
+               addr_path);
     free(text);
+    *out = t;
+    return 0;
+}
+
+static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    int rc = htex_listen_open(ex->label, (const char *const *)h->providers,
+                              h->nproviders, h->address, h->secret, &h->t,
+                              h->addr_path, sizeof h->addr_path, err);
+    if (rc < 0)
+        return rc;
     htex_ix_opts_t io = {
         .max_batch = (uint32_t)h->max_batch,
         .heartbeat_threshold = h->hb_threshold,

@@ -1,0 +1,127 @@
+/*
+ * test_grow.c - an MPI pilot that grows: mpiexec -n 2 test_grow starts an
+ * extreme_scale pilot with accept_joiners, then rank 0 starts one more
+ * manager outside the MPI job (this program again, with CPARSL_HTEX_JOIN
+ * and without the launcher's environment), which joins over libfabric.
+ * The pilot's capacity grows from 1 slot to 3, tasks run on both the MPI
+ * worker rank and the joiner with every answer right, and at finalize the
+ * joiner is shut down with the pilot and exits 0.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cparsl/cparsl.h>
+
+#include "check.h"
+
+extern char **environ;
+
+static int app_where(const cparsl_args_t *a, cparsl_value_t *r,
+                     cparsl_error_t *err)
+{
+    usleep(5000);
+    cparsl_value_t *v = cparsl_value_new_list(r, 2);
+    if (!v)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    v[0] = cparsl_int(cparsl_arg_int(a, 0) * 3);
+    v[1] = cparsl_int((int64_t)getpid());
+    return 0;
+}
+CPARSL_APP(where, app_where, .signature = "i")
+
+/* The joiner: this program, outside the MPI job. */
+static pid_t start_joiner(const char *addr, char **argv)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* Not an MPI rank: drop the launcher's variables. */
+    for (char **e = environ; *e;) {
+        if (strncmp(*e, "OMPI_", 5) == 0 || strncmp(*e, "PMIX_", 5) == 0 ||
+            strncmp(*e, "PMI_", 4) == 0) {
+            char name[256];
+            size_t n = strcspn(*e, "=");
+            snprintf(name, sizeof name, "%.*s", (int)n, *e);
+            unsetenv(name);
+            continue; /* environ shifted down */
+        }
+        e++;
+    }
+    setenv("CPARSL_HTEX_JOIN", addr, 1);
+    setenv("CPARSL_HTEX_WORKERS", "2", 1);
+    setenv("CPARSL_HTEX_ISOLATION", "none", 1);
+    setenv("CPARSL_HTEX_HEARTBEAT", "0.5", 1);
+    setenv("CPARSL_HTEX_THRESHOLD", "10", 1);
+    execv("/proc/self/exe", argv);
+    _exit(127);
+}
+
+int main(int argc, char **argv)
+{
+    cparsl_error_t err;
+    if (getenv("CPARSL_HTEX_JOIN")) {
+        int rc = cparsl_init(NULL, NULL, NULL, &err);
+        if (rc != CPARSL_SERVED) {
+            fprintf(stderr, "joiner: %s\n", err.text);
+            return 1;
+        }
+        return cparsl_finalize(NULL) == 0 ? 0 : 1;
+    }
+    cparsl_config_t *cfg = NULL;
+    REQUIRE(cparsl_config_load_string(
+                &cfg,
+                "run_dir: grow.runinfo\n"
+                "executors:\n"
+                "  - {type: extreme_scale, workers_per_rank: 1,"
+                " isolation: none, accept_joiners: true,"
+                " join_providers: [shm], heartbeat_period: 0.5,"
+                " heartbeat_threshold: 10}\n",
+                "grow.yaml", &err) == 0,
+            "config: %s", err.text);
+    int rc = cparsl_init(&argc, &argv, cfg, &err);
+    cparsl_config_destroy(cfg);
+    if (rc == CPARSL_SERVED)
+        return cparsl_finalize(NULL) == 0 ? 0 : 1;
+    REQUIRE(rc == CPARSL_CLIENT, "init: %s", err.text);
+    CHECK(cparsl_capacity() == 1, "one MPI worker slot: %zu",
+          cparsl_capacity());
+
+    char addr[4200];
+    snprintf(addr, sizeof addr, "%s/htex.extreme_scale.addr", cparsl_run_dir());
+    pid_t joiner = start_joiner(addr, argv);
+    REQUIRE(joiner > 0, "fork: %s", strerror(errno));
+    for (int i = 0; i < 3000 && cparsl_capacity() < 3; i++)
+        usleep(10000);
+    CHECK(cparsl_capacity() == 3, "the joiner's 2 slots count: %zu",
+          cparsl_capacity());
+
+    enum { N = 300 };
+    cparsl_future_t *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = cparsl_submit("where", CPARSL_I(i));
+    int wrong = 0, on_joiner = 0, elsewhere = 0;
+    for (int i = 0; i < N; i++) {
+        const cparsl_value_t *v = NULL;
+        if (cparsl_future_get(fs[i], &v) != 0 || v->u.list.p[0].u.i != i * 3)
+            wrong++;
+        else if (v->u.list.p[1].u.i == (int64_t)joiner)
+            on_joiner++;
+        else
+            elsewhere++;
+        cparsl_future_decref(fs[i]);
+    }
+    CHECK(wrong == 0, "%d of %d answers wrong", wrong, N);
+    CHECK(on_joiner > 0 && elsewhere > 0,
+          "tasks ran on the joiner (%d) and the MPI rank (%d)", on_joiner,
+          elsewhere);
+    CHECK(cparsl_finalize(&err) == 0, "finalize: %s", err.text);
+    int st = 0;
+    CHECK(waitpid(joiner, &st, 0) == joiner && WIFEXITED(st) &&
+              WEXITSTATUS(st) == 0,
+          "the joiner left cleanly (status %d)", st);
+    return check_done();
+}
