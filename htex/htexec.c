@@ -212,22 +212,23 @@ static char **own_argv(void)
     return v;
 }
 
-/* The local block: N managers, this program re-run in manager mode. */
-static int start_local(struct htexec *h, cparsl_error_t *err)
+/* n more local managers: this program re-run in manager mode. */
+static int start_local(struct htexec *h, int64_t n, cparsl_error_t *err)
 {
-    if (!h->managers)
+    if (n <= 0)
         return 0;
     char **argv = own_argv();
     if (!argv)
         return cparsl_error_set(err, -ENOENT,
                                 "htex: cannot read /proc/self/cmdline to "
                                 "start local managers");
-    h->pids = calloc((size_t)h->managers, sizeof *h->pids);
-    if (!h->pids) {
+    pid_t *pids = realloc(h->pids, (h->npids + (size_t)n) * sizeof *pids);
+    if (!pids) {
         free(argv);
         return cparsl_error_set(err, -ENOMEM, "out of memory");
     }
-    for (int64_t i = 0; i < h->managers; i++) {
+    h->pids = pids;
+    for (int64_t i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid < 0) {
             free(argv);
@@ -254,8 +255,8 @@ static int start_local(struct htexec *h, cparsl_error_t *err)
     }
     free(argv);
     CPARSL_LOG(CPARSL_LOG_INFO, "htex",
-               "%s: started %zu local manager process(es)", h->base.label,
-               h->npids);
+               "%s: started %lld local manager process(es)", h->base.label,
+               (long long)n);
     return 0;
 }
 
@@ -324,7 +325,7 @@ static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
     if ((rc = htex_ix_create(h->t, &io, &h->ix, err)) < 0 ||
         (rc = htex_ix_start(h->ix, err)) < 0)
         return rc;
-    if ((rc = start_local(h, err)) < 0)
+    if ((rc = start_local(h, h->managers, err)) < 0)
         return rc;
     /* The local block's managers count before the first task goes. */
     for (int i = 0;
@@ -357,6 +358,28 @@ static size_t hx_capacity(cparsl_executor_t *ex)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
     return h->ix ? htex_ix_capacity(h->ix) : 0;
+}
+
+/* The local block grows by n managers (issue 7's providers add blocks
+ * of their own). */
+static int hx_scale_out(cparsl_executor_t *ex, unsigned n)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    cparsl_error_t err;
+    int rc = start_local(h, n, &err);
+    if (rc < 0)
+        CPARSL_LOG(CPARSL_LOG_ERROR, "htex", "%s: scale out: %s", ex->label,
+                   err.text);
+    return rc;
+}
+
+/* n managers drain and leave (the least loaded first). */
+static int hx_scale_in(cparsl_executor_t *ex, unsigned n)
+{
+    struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    if (h->ix)
+        htex_ix_drain(h->ix, n);
+    return 0;
 }
 
 static int hx_drain(cparsl_executor_t *ex)
@@ -439,8 +462,8 @@ const struct cparsl_executor_ops cparsl_htex_ops = {
     .submit = hx_submit,
     .outstanding = hx_outstanding,
     .capacity = hx_capacity,
-    .scale_out = cparsl_executor_enosys_scale,
-    .scale_in = cparsl_executor_enosys_scale,
+    .scale_out = hx_scale_out,
+    .scale_in = hx_scale_in,
     .drain = hx_drain,
     .shutdown = hx_shutdown,
     .destroy = hx_destroy,

@@ -55,7 +55,7 @@
 
 struct ix_mgr {
     int ep;
-    bool registered, bye, silent, lost, joined;
+    bool registered, bye, silent, lost, joined, draining;
     uint32_t slots;
     uint64_t credit;
     size_t held;
@@ -103,6 +103,7 @@ struct htex_ix {
     _Atomic bool sleeping;
     int efd;
     bool stop_req, done;
+    size_t drain_req; /* managers to drain, asked by htex_ix_drain */
     size_t nregistered, capacity;
     int stop_rc;
 
@@ -147,7 +148,7 @@ struct htex_ix {
 static void fifo_push(htex_ix_t *ix, int m)
 {
     struct ix_mgr *g = &ix->mgrs[m];
-    if (g->in_fifo || g->bye || ix->stopping)
+    if (g->in_fifo || g->bye || g->draining || ix->stopping)
         return;
     ix->fifo[(ix->fhead + ix->flen) % ix->mgr_cap] = m;
     ix->flen++;
@@ -668,8 +669,13 @@ static void on_message(htex_ix_t *ix, int peer, void *buf, size_t len)
             g->bye = true;
             ix->nbye++;
             pthread_mutex_lock(&ix->mu);
+            if (g->registered)
+                ix->capacity -= g->slots; /* its slots are gone */
             pthread_cond_broadcast(&ix->cv);
             pthread_mutex_unlock(&ix->mu);
+            if (g->draining)
+                CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+                           "manager %d on '%s' drained and left", m, g->host);
         }
         break;
     default:
@@ -753,7 +759,7 @@ static bool dispatch(htex_ix_t *ix)
     for (size_t i = 0; i < ix->flen && ix->qlen; i++) {
         int m = ix->fifo[(ix->fhead + i) % ix->mgr_cap];
         struct ix_mgr *g = &ix->mgrs[m];
-        if (g->bye || g->held >= g->slots)
+        if (g->bye || g->draining || g->held >= g->slots)
             continue;
         size_t k = g->slots - g->held;
         if (k > g->credit)
@@ -763,7 +769,7 @@ static bool dispatch(htex_ix_t *ix)
     while (ix->qlen && ix->flen) {
         int m = fifo_front(ix);
         struct ix_mgr *g = &ix->mgrs[m];
-        if (g->credit == 0 || g->bye) {
+        if (g->credit == 0 || g->bye || g->draining) {
             fifo_pop(ix);
             continue;
         }
@@ -822,6 +828,29 @@ static void begin_stop(htex_ix_t *ix)
             send_empty(ix, ix->mgrs[m].ep, HTEX_MSG_SHUTDOWN);
 }
 
+/* Tell the least loaded manager still taking work to drain: no new
+ * tasks, leave when its own are done. */
+static void drain_one(htex_ix_t *ix)
+{
+    int best = -1;
+    for (size_t m = 0; m < ix->nmgrs; m++) {
+        struct ix_mgr *g = &ix->mgrs[m];
+        if (!g->registered || g->bye || g->draining)
+            continue;
+        if (best < 0 || g->held < ix->mgrs[best].held)
+            best = (int)m;
+    }
+    if (best < 0)
+        return;
+    struct ix_mgr *g = &ix->mgrs[best];
+    g->draining = true;
+    g->credit = 0;
+    send_empty(ix, g->ep, HTEX_MSG_DRAIN);
+    CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+               "draining manager %d on '%s' (%zu tasks held)", best, g->host,
+               g->held);
+}
+
 static void check_heartbeats(htex_ix_t *ix, int64_t now)
 {
     for (size_t m = 0; m < ix->nmgrs; m++) {
@@ -851,6 +880,12 @@ static bool ix_turn(htex_ix_t *ix)
     pthread_mutex_unlock(&ix->mu);
     if (stop_req && !ix->stopping)
         begin_stop(ix);
+    pthread_mutex_lock(&ix->mu);
+    size_t ndrain = ix->drain_req;
+    ix->drain_req = 0;
+    pthread_mutex_unlock(&ix->mu);
+    while (ndrain-- && !ix->stopping)
+        drain_one(ix);
     for (int k = 0; k < IX_RECV_PER_TURN; k++) {
         int peer;
         void *buf;
@@ -1197,6 +1232,16 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out)
     out->managers_registered = ix->nregistered;
     out->slots = ix->capacity;
     pthread_mutex_unlock(&ix->mu);
+}
+
+void htex_ix_drain(htex_ix_t *ix, size_t n)
+{
+    pthread_mutex_lock(&ix->mu);
+    ix->drain_req += n;
+    pthread_mutex_unlock(&ix->mu);
+    uint64_t one = 1;
+    if (write(ix->efd, &one, sizeof one) < 0)
+        (void)0;
 }
 
 void htex_ix_begin_shutdown(htex_ix_t *ix)

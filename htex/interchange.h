@@ -84,6 +84,10 @@ void htex_ix_stats(htex_ix_t *ix, htex_ix_stats_t *out);
  * err).  Results that arrive meanwhile are delivered.
  */
 int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err);
+/* Drain n managers (the least loaded first): they take no new tasks and
+ * leave once theirs are done; their slots leave the capacity then. */
+void htex_ix_drain(htex_ix_t *ix, size_t n);
+
 /* Start the same stop without waiting (from a signal watcher). */
 void htex_ix_begin_shutdown(htex_ix_t *ix);
 void htex_ix_destroy(htex_ix_t *ix);

@@ -32,6 +32,7 @@
 
 #include "check.h"
 #include "cparsl_test.h"
+#include "internal.h"
 #include "join.h"
 #include "transport/fabric.h"
 #include "wire.h"
@@ -264,6 +265,52 @@ TEST_CASE(manager_kill)
           "the log reports the lost manager:\n%s", log ? log : "");
 }
 
+/* ---- scaling the local block ------------------------------------------- */
+
+static bool capacity_becomes(size_t want, double timeout)
+{
+    for (int i = 0; i < (int)(timeout * 100) && cparsl_capacity() != want; i++)
+        usleep(10000);
+    return cparsl_capacity() == want;
+}
+
+static void run_some(long n, const char *what)
+{
+    long wrong = 0;
+    for (long i = 0; i < n; i++) {
+        cparsl_future_t *f = cparsl_submit("inc", CPARSL_I(i));
+        int64_t v = -1;
+        if (cparsl_future_get_int(f, &v) != 0 || v != i + 1)
+            wrong++;
+        cparsl_future_decref(f);
+    }
+    CHECK(wrong == 0, "%s: %ld of %ld wrong", what, wrong, n);
+}
+
+TEST_CASE(scale)
+{
+    start("executors:\n"
+          "  - {type: htex, providers: [shm], managers: 1,"
+          " workers_per_manager: 2, isolation: none}\n");
+    cparsl_executor_t *ex = cparsl__dfk_find_executor(cparsl__dfk, "htex");
+    REQUIRE(ex, "the htex executor");
+    CHECK(cparsl_capacity() == 2, "one manager: %zu", cparsl_capacity());
+    CHECK(ex->ops->scale_out(ex, 1) == 0, "scale out by one");
+    CHECK(capacity_becomes(4, 30), "a second manager joined: %zu",
+          cparsl_capacity());
+    run_some(check_scale(500), "with 2 managers");
+    CHECK(ex->ops->scale_in(ex, 1) == 0, "scale in by one");
+    CHECK(capacity_becomes(2, 30), "one manager drained and left: %zu",
+          cparsl_capacity());
+    run_some(check_scale(500), "after the drain");
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", cparsl_run_dir());
+    finalize_ok();
+    const char *log = run_log(dir);
+    CHECK(log && strstr(log, "drained and left"), "the log says so:\n%s",
+          log ? log : "");
+}
+
 /* ---- rogue peers --------------------------------------------------------- */
 
 /* In a child: join with these credentials; exit 0 when refused with the
@@ -476,7 +523,8 @@ TEST_CASE(ix_kill)
 
 static const check_case_t cases[] = {
     TEST_ENTRY(seed_shm), TEST_ENTRY(seed_tcp), TEST_ENTRY(manager_kill),
-    TEST_ENTRY(rogue),    TEST_ENTRY(ix_kill),  {NULL, NULL},
+    TEST_ENTRY(rogue),    TEST_ENTRY(ix_kill),  TEST_ENTRY(scale),
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)
