@@ -41,6 +41,10 @@
 #include "log.h"
 #include "manager.h"
 #include "transport/fabric.h"
+#include "transport/mpi.h"
+#include "transport/mux.h"
+
+#include <mpi.h>
 
 #define MAX_PROVIDERS 8
 
@@ -472,6 +476,107 @@ const struct cparsl_executor_ops cparsl_htex_ops = {
 
 /* ==== manager mode ======================================================= */
 
+/* Settings a manager reads from the environment (docs/htex.md). */
+static double env_double(const char *name, double def)
+{
+    const char *v = getenv(name);
+    return v && *v ? atof(v) : def;
+}
+
+/*
+ * A block that is an MPI job (mpiexec/srun with CPARSL_HTEX_JOIN set):
+ * rank 0 joins the interchange over libfabric and serves the block's
+ * other ranks over MPI as a sub-interchange (no slots of its own), so
+ * the interchange sees one manager with the whole block's slots; every
+ * other rank is a manager with its slots, upstream rank 0.
+ */
+static int join_serve_mpi(const char *published, const unsigned char *secret,
+                          int nslots, bool isolation, cparsl_error_t *err)
+{
+    int provided = 0, inited = 0, rank = 0, size = 0;
+    MPI_Initialized(&inited);
+    setenv("OMPI_MCA_mpi_yield_when_idle", "0", 0);
+    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE,
+                                   &provided) != MPI_SUCCESS)
+        return cparsl_error_set(err, CPARSL_ETRANSPORT,
+                                "joining block: MPI_Init_thread failed");
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    cparsl_transport_t *mt = NULL, *fab = NULL, *mux = NULL;
+    int rc = htex_mpi_transport_create(MPI_COMM_WORLD, &mt, err);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    /* Rank 0 joins first; the others wait for its word (one int: 0 or
+     * the error), so a refused block leaves as a whole. */
+    int id = -1, status = rc;
+    if (rc == 0 && rank == 0) {
+        htex_fabric_opts_t fo = {0};
+        unsigned char name[512];
+        int nlen = -1;
+        if ((status = htex_fabric_join(published, &fo, &fab, err)) == 0 &&
+            (nlen = htex_fabric_name(fab, name, sizeof name)) < 0)
+            status = cparsl_error_set(err, nlen, "htex: no endpoint name");
+        if (status == 0)
+            status = htex_join(fab, 0, secret, name, (size_t)nlen,
+                               cparsl_program_build_id(), host, 30, &id, err);
+        if (status == 0)
+            CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+                       "block of %d ranks joined as manager %d over %s", size,
+                       id, htex_fabric_provider(fab));
+    }
+    MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (status == 0) {
+        double hb = env_double("CPARSL_HTEX_HEARTBEAT", 5);
+        htex_mgr_opts_t mo = {
+            .prefetch = 8,
+            .isolation = isolation,
+            .rank = rank,
+            .node = -1,
+            .manager_id = id,
+            .host = host,
+            .block_id = "mpi",
+            .heartbeat_period = hb,
+            .max_batch = 256,
+        };
+        if (rank == 0) {
+            int *down =
+                malloc((size_t)(size > 1 ? size - 1 : 1) * sizeof *down);
+            if (!down || htex_mux_create(mt, fab, size, &mux) < 0) {
+                rc = cparsl_error_set(err, -ENOMEM, "out of memory");
+            } else {
+                for (int r = 1; r < size; r++)
+                    down[r - 1] = r;
+                mo.upstream = size; /* the interchange: fabric peer 0 */
+                mo.downstream = down;
+                mo.ndownstream = (size_t)size - 1;
+                mo.nslots = 0;
+                mo.upstream_threshold = env_double("CPARSL_HTEX_THRESHOLD", 30);
+                mo.max_idletime = env_double("CPARSL_HTEX_MAX_IDLETIME", 0);
+                rc = htex_manager_run(mux, &mo, err);
+            }
+            free(down);
+        } else {
+            mo.upstream = 0;
+            mo.nslots = nslots;
+            rc = htex_manager_run(mt, &mo, err);
+        }
+    } else if (rank != 0) {
+        rc = cparsl_error_set(err, status,
+                              "joining block: rank 0 could not join");
+    } else {
+        rc = status;
+    }
+    if (mux)
+        mux->ops->destroy(mux);
+    if (fab)
+        fab->ops->destroy(fab);
+    if (mt)
+        mt->ops->destroy(mt); /* collective */
+    if (!inited)
+        MPI_Finalize();
+    return rc;
+}
+
 int htex_join_serve(const char *addr_file, cparsl_error_t *err)
 {
     char text[8192];
@@ -514,6 +619,17 @@ int htex_join_serve(const char *addr_file, cparsl_error_t *err)
     int nslots = workers ? atoi(workers) : 2;
     if (nslots < 1)
         nslots = 1;
+    cparsl_launch_t launch;
+    cparsl_launch_detect(&launch);
+    if (launch.size > 1) {
+        rc = join_serve_mpi(text, secret, nslots, isolation, err);
+        if (rc < 0)
+            CPARSL_LOG(CPARSL_LOG_ERROR, "htex", "%s", err->text);
+        if (helper)
+            htex_forkhelper_stop();
+        cparsl_log_close();
+        return rc;
+    }
     htex_fabric_opts_t fo = {0};
     cparsl_transport_t *t = NULL;
     if ((rc = htex_fabric_join(text, &fo, &t, err)) < 0) {

@@ -6,8 +6,14 @@
  * The pilot's capacity grows from 1 slot to 3, tasks run on both the MPI
  * worker rank and the joiner with every answer right, and at finalize the
  * joiner is shut down with the pilot and exits 0.
+ *
+ * `test_grow block` adds a block that is itself an MPI job instead:
+ * mpiexec -n 3 of this program outside the pilot, whose rank 0 joins as
+ * a sub-interchange and serves its 2 other ranks (2 slots each) over
+ * MPI: the capacity grows from 1 to 5.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +39,14 @@ static int app_where(const cparsl_args_t *a, cparsl_value_t *r,
 }
 CPARSL_APP(where, app_where, .signature = "i")
 
-/* The joiner: this program, outside the MPI job. */
-static pid_t start_joiner(const char *addr, char **argv)
+/* The joiner: this program, outside the MPI job (with block, under an
+ * mpiexec of its own). */
+static pid_t start_joiner(const char *addr, char **argv, bool block)
 {
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[len > 0 ? len : 0] = '\0';
+    const char *mpiexec = getenv("CPARSL_TEST_MPIEXEC");
     pid_t pid = fork();
     if (pid != 0)
         return pid;
@@ -56,13 +67,29 @@ static pid_t start_joiner(const char *addr, char **argv)
     setenv("CPARSL_HTEX_ISOLATION", "none", 1);
     setenv("CPARSL_HTEX_HEARTBEAT", "0.5", 1);
     setenv("CPARSL_HTEX_THRESHOLD", "10", 1);
-    execv("/proc/self/exe", argv);
+    if (block) {
+        char *v[] = {(char *)(mpiexec ? mpiexec : "mpiexec"),
+                     "--allow-run-as-root",
+                     "--oversubscribe",
+                     "--bind-to",
+                     "none",
+                     "-n",
+                     "3",
+                     self,
+                     "block",
+                     NULL};
+        execvp(v[0], v);
+    } else {
+        execv(self, argv);
+    }
     _exit(127);
 }
 
 int main(int argc, char **argv)
 {
     cparsl_error_t err;
+    bool block = argc > 1 && strcmp(argv[1], "block") == 0;
+    size_t grown = block ? 5 : 3;
     if (getenv("CPARSL_HTEX_JOIN")) {
         int rc = cparsl_init(NULL, NULL, NULL, &err);
         if (rc != CPARSL_SERVED) {
@@ -74,12 +101,18 @@ int main(int argc, char **argv)
     cparsl_config_t *cfg = NULL;
     REQUIRE(cparsl_config_load_string(
                 &cfg,
-                "run_dir: grow.runinfo\n"
-                "executors:\n"
-                "  - {type: extreme_scale, workers_per_rank: 1,"
-                " isolation: none, accept_joiners: true,"
-                " join_providers: [shm], heartbeat_period: 0.5,"
-                " heartbeat_threshold: 10}\n",
+                block ? "run_dir: grow-block.runinfo\n"
+                        "executors:\n"
+                        "  - {type: extreme_scale, workers_per_rank: 1,"
+                        " isolation: none, accept_joiners: true,"
+                        " join_providers: [shm], heartbeat_period: 0.5,"
+                        " heartbeat_threshold: 10}\n"
+                      : "run_dir: grow.runinfo\n"
+                        "executors:\n"
+                        "  - {type: extreme_scale, workers_per_rank: 1,"
+                        " isolation: none, accept_joiners: true,"
+                        " join_providers: [shm], heartbeat_period: 0.5,"
+                        " heartbeat_threshold: 10}\n",
                 "grow.yaml", &err) == 0,
             "config: %s", err.text);
     int rc = cparsl_init(&argc, &argv, cfg, &err);
@@ -92,12 +125,18 @@ int main(int argc, char **argv)
 
     char addr[4200];
     snprintf(addr, sizeof addr, "%s/htex.extreme_scale.addr", cparsl_run_dir());
-    pid_t joiner = start_joiner(addr, argv);
+    /* The MPI worker rank's pid, from a task it runs alone. */
+    cparsl_future_t *f0 = cparsl_submit("where", CPARSL_I(0));
+    const cparsl_value_t *v0 = NULL;
+    REQUIRE(cparsl_future_get(f0, &v0) == 0, "first task");
+    int64_t rank1 = v0->u.list.p[1].u.i;
+    cparsl_future_decref(f0);
+    pid_t joiner = start_joiner(addr, argv, block);
     REQUIRE(joiner > 0, "fork: %s", strerror(errno));
-    for (int i = 0; i < 3000 && cparsl_capacity() < 3; i++)
+    for (int i = 0; i < 6000 && cparsl_capacity() < grown; i++)
         usleep(10000);
-    CHECK(cparsl_capacity() == 3, "the joiner's 2 slots count: %zu",
-          cparsl_capacity());
+    CHECK(cparsl_capacity() == grown, "the joiner's slots count: %zu of %zu",
+          cparsl_capacity(), grown);
 
     enum { N = 300 };
     cparsl_future_t *fs[N];
@@ -108,7 +147,7 @@ int main(int argc, char **argv)
         const cparsl_value_t *v = NULL;
         if (cparsl_future_get(fs[i], &v) != 0 || v->u.list.p[0].u.i != i * 3)
             wrong++;
-        else if (v->u.list.p[1].u.i == (int64_t)joiner)
+        else if (v->u.list.p[1].u.i != rank1)
             on_joiner++;
         else
             elsewhere++;
