@@ -27,6 +27,19 @@ if(CPARSL_BASH)
   cparsl_example_test(example.sort_numbers sort_numbers sort_numbers)
   cparsl_example_test(example.sort_numbers_bad sort_numbers_bad
                       sort_numbers)
+  # The same on htex on its own: 2 manager processes join the client's
+  # interchange over libfabric (tests/htex.yaml).
+  foreach(ex hello monte_carlo bash_pipeline sort_numbers)
+    set(extra)
+    if(ex STREQUAL "monte_carlo")
+      set(extra 20000)
+    endif()
+    add_test(NAME htex.example.${ex}
+      COMMAND ${CPARSL_BASH} ${CPARSL_EXAMPLE_CHECK} ${ex}
+              $<TARGET_FILE:${ex}> ${extra})
+    set_tests_properties(htex.example.${ex} PROPERTIES TIMEOUT 120
+      ENVIRONMENT "${CPARSL_EXAMPLE_ENV};CPARSL_CONFIG=${CMAKE_CURRENT_LIST_DIR}/htex.yaml;CPARSL_EXPECT_LAYOUT=2 joined, 0 refused")
+  endforeach()
 else()
   message(STATUS "bash not found: example tests not registered")
 endif()

@@ -311,6 +311,18 @@ TEST_CASE(scale)
           log ? log : "");
 }
 
+/* An idle manager leaves on its own after max_idletime. */
+TEST_CASE(idle)
+{
+    start("executors:\n"
+          "  - {type: htex, providers: [shm], managers: 1,"
+          " workers_per_manager: 2, isolation: none, max_idletime: 0.5}\n");
+    run_some(10, "before going idle");
+    CHECK(capacity_becomes(0, 20), "the idle manager left: %zu slots",
+          cparsl_capacity());
+    finalize_ok();
+}
+
 /* ---- rogue peers --------------------------------------------------------- */
 
 /* In a child: join with these credentials; exit 0 when refused with the
@@ -524,7 +536,7 @@ TEST_CASE(ix_kill)
 static const check_case_t cases[] = {
     TEST_ENTRY(seed_shm), TEST_ENTRY(seed_tcp), TEST_ENTRY(manager_kill),
     TEST_ENTRY(rogue),    TEST_ENTRY(ix_kill),  TEST_ENTRY(scale),
-    {NULL, NULL},
+    TEST_ENTRY(idle),     {NULL, NULL},
 };
 
 int main(int argc, char **argv)
