@@ -101,6 +101,12 @@ static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
     if (t->fut.kind != TK_APP || !d->store_ops ||
         (d->store_ops->flags & CPARSL_STORE_DISCARDS))
         return;
+    if (to == CPARSL_PENDING)
+        t->t_pending = d->batch_ns ? d->batch_ns : cparsl_now_ns();
+    if ((d->store_ops->flags & CPARSL_STORE_FINALS) &&
+        (to == CPARSL_PENDING || to == CPARSL_LAUNCHED ||
+         to == CPARSL_RUNNING || to == CPARSL_RUNNING_ENDED))
+        return; /* the final event carries these */
     /* Where the try already stamped the moment, use it: it is the same
      * instant (launch) or closer to the truth than when the DFK heard of
      * it (the body's start and end, stamped where it ran), and it spares
@@ -123,6 +129,7 @@ static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
         .result = to == CPARSL_EXEC_DONE || to == CPARSL_MEMO_DONE
                       ? &t->fut.value
                       : NULL,
+        .t_pending = t->t_pending,
     };
     d->store_ops->task_event(d->store, &ev);
 }
@@ -1143,6 +1150,32 @@ static cparsl__task_t *take_batch(cparsl__dfk_t *d)
     }
 }
 
+/* A store that takes only final events still gets a row for every task
+ * that never reached one (a drain left it behind). */
+static void report_unfinished(cparsl__dfk_t *d)
+{
+    if (!d->store_ops || !(d->store_ops->flags & CPARSL_STORE_FINALS))
+        return;
+    int64_t now = cparsl_now_ns();
+    for (cparsl__task_t *t = d->live; t; t = t->live_next) {
+        if (t->fut.kind != TK_APP || state_final(t->state))
+            continue;
+        cparsl_task_event_t ev = {
+            .task_id = t->fut.id,
+            .app = t->app ? t->app->name : NULL,
+            .executor = t->executor ? t->executor->label : NULL,
+            .from = t->state,
+            .to = t->state,
+            .try_no = t->exec.args.try_no,
+            .t_ns = now,
+            .exec = &t->exec,
+            .t_pending = t->t_pending,
+            .unfinished = true,
+        };
+        d->store_ops->task_event(d->store, &ev);
+    }
+}
+
 static void *dfk_main(void *arg)
 {
     cparsl__dfk_t *d = arg;
@@ -1221,6 +1254,7 @@ static void *dfk_main(void *arg)
      * does at cleanup; the store's close flushes it. */
     if (d->ckpt_mode)
         ckpt_write(d);
+    report_unfinished(d);
     return NULL;
 }
 

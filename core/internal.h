@@ -123,6 +123,7 @@ typedef struct cparsl__task {
     uint32_t pending; /* dependencies not yet fired */
     uint32_t failed_deps;
     double fail_cost;
+    int64_t t_pending; /* when the DFK took it in (for the store) */
     cparsl_executor_t *executor;
     struct cparsl__task *live_prev, *live_next; /* for the checker */
     uint8_t event;

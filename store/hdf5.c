@@ -88,7 +88,7 @@ struct ckh {
 
 /* A final state's fixed part, followed by the NSTR strings' bytes. */
 struct fin {
-    int64_t t_launch, t_dispatch, t_start, t_end;
+    int64_t t_pending, t_launch, t_dispatch, t_start, t_end;
     double cpu_s;
     int64_t maxrss_kib;
     int32_t worker, slot, node, exit_code, term_signal, error_code;
@@ -392,6 +392,7 @@ static void put_final(struct h5store *s, struct rec *r,
 {
     const cparsl_exec_t *e = ev->exec;
     struct fin f = {
+        .t_pending = ev->t_pending,
         .t_launch = e->t_launch,
         .t_dispatch = e->t_dispatch,
         .t_start = e->t_start,
@@ -467,9 +468,10 @@ static void h5_task_event(cparsl_store_t *st, const cparsl_task_event_t *ev)
     /* The last try's launch, start and end come with the final record
      * (the try stamped them): not queueing them saves three of a task's
      * five events. */
-    if (ev->to == CPARSL_LAUNCHED || ev->to == CPARSL_RUNNING ||
-        ev->to == CPARSL_RUNNING_ENDED)
-        return;
+    if (ev->to == CPARSL_PENDING || ev->to == CPARSL_LAUNCHED ||
+        ev->to == CPARSL_RUNNING || ev->to == CPARSL_RUNNING_ENDED)
+        if (!ev->unfinished)
+            return;
     struct rec *r = rec_next(s);
     r->id = ev->task_id;
     r->t_ns = ev->t_ns;
@@ -477,7 +479,7 @@ static void h5_task_event(cparsl_store_t *st, const cparsl_task_event_t *ev)
     r->try_no = ev->try_no;
     r->blen = 0;
     r->kind = R_EVENT;
-    if (ev->exec && state_is_final(ev->to))
+    if (ev->exec && (state_is_final(ev->to) || ev->unfinished))
         put_final(s, r, ev);
     rec_publish(s);
 }
@@ -1339,8 +1341,10 @@ static void on_final(struct h5store *s, const struct rec *rec, const uint8_t *p)
         *row_time(r, open_states[k]) = pt->t[k];
     if (pt)
         table_del(s, pt);
-    r->t_final = rec->t_ns;
-    /* Not queued (h5_task_event): the last try's own stamps. */
+    /* A task left unfinished at the end never reached a final state. */
+    r->t_final = state_is_final((cparsl_state_t)rec->to) ? rec->t_ns : 0;
+    /* Not queued (h5_task_event): the DFK's and the last try's stamps. */
+    r->t_pending = f.t_pending;
     r->t_launched = f.t_launch;
     r->state = rec->to;
     /* Tries are counted from 0; a task that never launched had none. */
@@ -1958,6 +1962,7 @@ static int h5_resume(cparsl_store_t *st, const char *const *paths, size_t n,
 
 const struct cparsl_store_ops cparsl_store_hdf5_ops = {
     .name = "hdf5",
+    .flags = CPARSL_STORE_FINALS,
     .open = h5_open,
     .task_event = h5_task_event,
     .dependency = h5_dependency,

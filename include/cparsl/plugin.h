@@ -270,6 +270,11 @@ typedef struct cparsl_task_event {
     /* exec_done and memo_done: the task's result (by then it has moved
      * out of exec into the future); NULL otherwise. */
     const cparsl_value_t *result;
+    /* On final states (and unfinished ones): when the task was pending. */
+    int64_t t_pending;
+    /* At the DFK's end: a task that never reached a final state, reported
+     * once in the state it was left in (exec valid, no result). */
+    bool unfinished;
 } cparsl_task_event_t;
 
 /*
@@ -302,6 +307,11 @@ typedef struct cparsl_store cparsl_store_t;
 enum {
     /* The store records nothing: the DFK need not build events for it. */
     CPARSL_STORE_DISCARDS = 1u << 0,
+    /* The store takes pending, launched, running and running_ended from
+     * the final event (t_pending, exec's times): the DFK sends it only
+     * final states, joining, fail_retryable, and the unfinished ones at
+     * its end. */
+    CPARSL_STORE_FINALS = 1u << 1,
 };
 
 struct cparsl_store_ops {
