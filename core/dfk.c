@@ -130,6 +130,11 @@ static void set_state(cparsl__dfk_t *d, cparsl__task_t *t, cparsl_state_t to)
                       ? &t->fut.value
                       : NULL,
         .t_pending = t->t_pending,
+        .error_code =
+            to == CPARSL_FAILED || to == CPARSL_DEP_FAIL ? t->fut.errcode : 0,
+        .error_text = to == CPARSL_FAILED || to == CPARSL_DEP_FAIL
+                          ? t->fut.errtext
+                          : NULL,
     };
     d->store_ops->task_event(d->store, &ev);
 }

@@ -407,8 +407,14 @@ static void put_final(struct h5store *s, struct rec *r,
         .error_code = cparsl_exec_code(e),
         .result_type = -1,
     };
+    /* The future's error is the task's: the try's, or the DFK's own
+     * (a dependency failed) when no try ran. */
+    if (ev->error_code) {
+        f.error_code = ev->error_code;
+    }
     const char *str[NSTR - 1] = {ev->app, ev->executor, e->host,
-                                 cparsl_exec_text(e)};
+                                 ev->error_text ? ev->error_text
+                                                : cparsl_exec_text(e)};
     for (int i = 0; i < NSTR - 1; i++)
         f.len[i] = str[i] ? (uint32_t)strnlen(str[i], UINT32_MAX / 4) : 0;
     /* Only exec_done and memo_done have a result. */

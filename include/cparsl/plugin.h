@@ -272,6 +272,10 @@ typedef struct cparsl_task_event {
     const cparsl_value_t *result;
     /* On final states (and unfinished ones): when the task was pending. */
     int64_t t_pending;
+    /* failed and dep_fail: the task's error (the try's, or the DFK's when
+     * no try ran: a dependency failed, the arguments did not fit). */
+    int error_code;
+    const char *error_text;
     /* At the DFK's end: a task that never reached a final state, reported
      * once in the state it was left in (exec valid, no result). */
     bool unfinished;
