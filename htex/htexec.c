@@ -216,52 +216,89 @@ static char **own_argv(void)
     return v;
 }
 
+/* The environment of a local manager: ours, with its CPARSL_HTEX_*
+ * settings put first (getenv finds the first).  Built before fork: the
+ * child of a process with threads may only exec. */
+static char **manager_env(const struct htexec *h)
+{
+    extern char **environ;
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    enum { OWN = 6 };
+    char **env = calloc(n + OWN + 1, sizeof *env);
+    if (!env)
+        return NULL;
+    char *own[OWN] = {NULL};
+    int bad = asprintf(&own[0], "CPARSL_HTEX_JOIN=%s", h->addr_path) < 0;
+    bad |= asprintf(&own[1], "CPARSL_HTEX_WORKERS=%lld",
+                    (long long)h->workers) < 0;
+    bad |= asprintf(&own[2], "CPARSL_HTEX_ISOLATION=%s",
+                    h->isolation ? "process" : "none") < 0;
+    bad |= asprintf(&own[3], "CPARSL_HTEX_THRESHOLD=%g", h->hb_threshold) < 0;
+    bad |= asprintf(&own[4], "CPARSL_HTEX_HEARTBEAT=%g", h->hb_period) < 0;
+    bad |=
+        asprintf(&own[5], "CPARSL_HTEX_MAX_IDLETIME=%g", h->max_idletime) < 0;
+    if (bad) {
+        for (int i = 0; i < OWN; i++)
+            free(own[i]);
+        free(env);
+        return NULL;
+    }
+    for (int i = 0; i < OWN; i++)
+        env[i] = own[i];
+    for (size_t i = 0; i < n; i++)
+        env[OWN + i] = environ[i];
+    return env;
+}
+
+static void manager_env_free(char **env)
+{
+    for (int i = 0; env && i < 6; i++)
+        free(env[i]);
+    free(env);
+}
+
 /* n more local managers: this program re-run in manager mode. */
 static int start_local(struct htexec *h, int64_t n, cparsl_error_t *err)
 {
     if (n <= 0)
         return 0;
     char **argv = own_argv();
-    if (!argv)
-        return cparsl_error_set(err, -ENOENT,
-                                "htex: cannot read /proc/self/cmdline to "
-                                "start local managers");
-    pid_t *pids = realloc(h->pids, (h->npids + (size_t)n) * sizeof *pids);
-    if (!pids) {
+    char **env = manager_env(h);
+    pid_t *pids = argv && env
+                      ? realloc(h->pids, (h->npids + (size_t)n) * sizeof *pids)
+                      : NULL;
+    if (!argv || !env || !pids) {
         free(argv);
-        return cparsl_error_set(err, -ENOMEM, "out of memory");
+        manager_env_free(env);
+        return cparsl_error_set(err, argv ? -ENOMEM : -ENOENT,
+                                "htex: cannot start local managers (%s)",
+                                argv ? "out of memory"
+                                     : "cannot read /proc/self/cmdline");
     }
     h->pids = pids;
+    int rc = 0;
     for (int64_t i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid < 0) {
-            free(argv);
-            return cparsl_error_set(err, -errno, "htex: fork: %s",
-                                    strerror(errno));
+            rc = cparsl_error_set(err, -errno, "htex: fork: %s",
+                                  strerror(errno));
+            break;
         }
         if (pid == 0) {
-            char v[64];
-            setenv("CPARSL_HTEX_JOIN", h->addr_path, 1);
-            snprintf(v, sizeof v, "%lld", (long long)h->workers);
-            setenv("CPARSL_HTEX_WORKERS", v, 1);
-            setenv("CPARSL_HTEX_ISOLATION", h->isolation ? "process" : "none",
-                   1);
-            snprintf(v, sizeof v, "%g", h->hb_threshold);
-            setenv("CPARSL_HTEX_THRESHOLD", v, 1);
-            snprintf(v, sizeof v, "%g", h->hb_period);
-            setenv("CPARSL_HTEX_HEARTBEAT", v, 1);
-            snprintf(v, sizeof v, "%g", h->max_idletime);
-            setenv("CPARSL_HTEX_MAX_IDLETIME", v, 1);
-            execv("/proc/self/exe", argv);
+            execve("/proc/self/exe", argv, env);
             _exit(127);
         }
         h->pids[h->npids++] = pid;
     }
     free(argv);
-    CPARSL_LOG(CPARSL_LOG_INFO, "htex",
-               "%s: started %lld local manager process(es)", h->base.label,
-               (long long)n);
-    return 0;
+    manager_env_free(env);
+    if (rc == 0)
+        CPARSL_LOG(CPARSL_LOG_INFO, "htex",
+                   "%s: started %lld local manager process(es)", h->base.label,
+                   (long long)n);
+    return rc;
 }
 
 int htex_listen_open(const char *label, const char *const *providers,

@@ -40,49 +40,58 @@ static int app_where(const cparsl_args_t *a, cparsl_value_t *r,
 CPARSL_APP(where, app_where, .signature = "i")
 
 /* The joiner: this program, outside the MPI job (with block, under an
- * mpiexec of its own). */
+ * mpiexec of its own).  Its environment is built before fork (the child
+ * of a process with threads may only exec): ours without the launcher's
+ * variables, plus the joiner's settings. */
 static pid_t start_joiner(const char *addr, char **argv, bool block)
 {
-    char self[4096];
+    static char self[4096], join[4300];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     self[len > 0 ? len : 0] = '\0';
+    snprintf(join, sizeof join, "CPARSL_HTEX_JOIN=%s", addr);
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 8, sizeof *env);
+    if (!env)
+        return -1;
+    size_t k = 0;
+    env[k++] = join;
+    env[k++] = "CPARSL_HTEX_WORKERS=2";
+    env[k++] = "CPARSL_HTEX_ISOLATION=none";
+    env[k++] = "CPARSL_HTEX_HEARTBEAT=0.5";
+    env[k++] = "CPARSL_HTEX_THRESHOLD=10";
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "OMPI_", 5) != 0 &&
+            strncmp(environ[i], "PMIX_", 5) != 0 &&
+            strncmp(environ[i], "PMI_", 4) != 0)
+            env[k++] = environ[i];
+    /* mpiexec as root needs its permission back for the nested job */
+    if (block)
+        env[k++] = "OMPI_ALLOW_RUN_AS_ROOT=1";
+    if (block)
+        env[k++] = "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1";
     const char *mpiexec = getenv("CPARSL_TEST_MPIEXEC");
+    char *v[] = {(char *)(mpiexec ? mpiexec : "mpiexec"),
+                 "--allow-run-as-root",
+                 "--oversubscribe",
+                 "--bind-to",
+                 "none",
+                 "-n",
+                 "3",
+                 self,
+                 "block",
+                 NULL};
     pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    /* Not an MPI rank: drop the launcher's variables. */
-    for (char **e = environ; *e;) {
-        if (strncmp(*e, "OMPI_", 5) == 0 || strncmp(*e, "PMIX_", 5) == 0 ||
-            strncmp(*e, "PMI_", 4) == 0) {
-            char name[256];
-            size_t n = strcspn(*e, "=");
-            snprintf(name, sizeof name, "%.*s", (int)n, *e);
-            unsetenv(name);
-            continue; /* environ shifted down */
-        }
-        e++;
+    if (pid == 0) {
+        if (block)
+            execvpe(v[0], v, env);
+        else
+            execve(self, argv, env);
+        _exit(127);
     }
-    setenv("CPARSL_HTEX_JOIN", addr, 1);
-    setenv("CPARSL_HTEX_WORKERS", "2", 1);
-    setenv("CPARSL_HTEX_ISOLATION", "none", 1);
-    setenv("CPARSL_HTEX_HEARTBEAT", "0.5", 1);
-    setenv("CPARSL_HTEX_THRESHOLD", "10", 1);
-    if (block) {
-        char *v[] = {(char *)(mpiexec ? mpiexec : "mpiexec"),
-                     "--allow-run-as-root",
-                     "--oversubscribe",
-                     "--bind-to",
-                     "none",
-                     "-n",
-                     "3",
-                     self,
-                     "block",
-                     NULL};
-        execvp(v[0], v);
-    } else {
-        execv(self, argv);
-    }
-    _exit(127);
+    free(env);
+    return pid;
 }
 
 int main(int argc, char **argv)
