@@ -311,6 +311,38 @@ TEST_CASE(scale)
           log ? log : "");
 }
 
+/* Bad htex configs fail cparsl_init with the key named. */
+TEST_CASE(bad_config)
+{
+    static const struct {
+        const char *yaml, *words;
+    } bad[] = {
+        {"executors: [{type: htex, providrs: [shm]}]", "providrs"},
+        {"executors: [{type: htex, providers: shm}]", "providers"},
+        {"executors: [{type: htex, providers: []}]", "providers"},
+        {"executors: [{type: htex, heartbeat_period: 5,"
+         " heartbeat_threshold: 2}]",
+         "heartbeat_threshold"},
+        {"executors: [{type: htex, providers: [no_such_provider]}]",
+         "no_such_provider"},
+        {"executors: [{type: htex, managers: -1}]", "managers"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cparsl_config_t *cfg = NULL;
+        cparsl_error_t err;
+        REQUIRE(
+            cparsl_config_load_string(&cfg, bad[i].yaml, "bad.yaml", &err) == 0,
+            "yaml %zu", i);
+        int rc = cparsl_init(NULL, NULL, cfg, &err);
+        cparsl_config_destroy(cfg);
+        CHECK(rc < 0 && strstr(err.text, bad[i].words),
+              "'%s' fails naming '%s': %d %s", bad[i].yaml, bad[i].words, rc,
+              err.text);
+        if (rc >= 0)
+            cparsl_finalize(NULL);
+    }
+}
+
 /* An idle manager leaves on its own after max_idletime. */
 TEST_CASE(idle)
 {
@@ -570,9 +602,9 @@ TEST_CASE(ix_kill)
 }
 
 static const check_case_t cases[] = {
-    TEST_ENTRY(seed_shm), TEST_ENTRY(seed_tcp), TEST_ENTRY(manager_kill),
-    TEST_ENTRY(rogue),    TEST_ENTRY(ix_kill),  TEST_ENTRY(scale),
-    TEST_ENTRY(idle),     {NULL, NULL},
+    TEST_ENTRY(seed_shm), TEST_ENTRY(seed_tcp),   TEST_ENTRY(manager_kill),
+    TEST_ENTRY(rogue),    TEST_ENTRY(ix_kill),    TEST_ENTRY(scale),
+    TEST_ENTRY(idle),     TEST_ENTRY(bad_config), {NULL, NULL},
 };
 
 int main(int argc, char **argv)
