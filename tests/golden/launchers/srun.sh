@@ -1,0 +1,2 @@
+# cparsl launcher 'srun': 2 node(s) x 4 task(s)
+srun --ntasks=8 --ntasks-per-node=4 --nodes=2 --exclusive 'cparsl-manager' '--label' 'my block' 'it'\''s $HOME'
