@@ -33,7 +33,9 @@
 
 #include <cparsl/cparsl.h>
 #include <cparsl/plugin.h>
+#include <cparsl/provider.h>
 
+#include "blocks.h"
 #include "child.h"
 #include "htexec.h"
 #include "interchange.h"
@@ -64,6 +66,13 @@ struct htexec {
     htex_ix_t *ix;
     pid_t *pids;
     size_t npids;
+    /* blocks from a provider (providers/blocks.h) */
+    cparsl_provider_t *provider;
+    int strategy;
+    double strategy_period;
+    bool idletime_given;
+    cparsl_blocks_t *blocks;
+    _Atomic bool bad;
 };
 
 static const char *const hx_keys[] = {
@@ -80,8 +89,14 @@ static const char *const hx_keys[] = {
     "heartbeat_threshold",
     "max_idletime",
     "join_timeout",
+    "provider",
+    "strategy",
+    "strategy_period",
     NULL,
 };
+
+static const char *const strategies[] = {"none", "simple", "htex_auto_scale",
+                                         NULL};
 
 static const char *const iso_modes[] = {"process", "none", NULL};
 
@@ -93,6 +108,8 @@ static int hx_probe(const cparsl_launch_t *launch)
 
 static void hx_free_config(struct htexec *h)
 {
+    cparsl_provider_destroy(h->provider);
+    h->provider = NULL;
     for (size_t i = 0; i < h->nproviders; i++)
         free(h->providers[i]);
     free(h->address);
@@ -128,7 +145,16 @@ static int hx_configure(const cparsl_cnode_t *node,
         (rc = cparsl_cnode_double(node, "max_idletime", 0, 0, 1e9,
                                   &h->max_idletime, err)) < 0 ||
         (rc = cparsl_cnode_double(node, "join_timeout", 30, 0.1, 3600,
-                                  &h->join_timeout, err)) < 0)
+                                  &h->join_timeout, err)) < 0 ||
+        (rc = cparsl_cnode_choice(node, "strategy", strategies,
+                                  CPARSL_STRATEGY_SIMPLE, &h->strategy, err)) <
+            0 ||
+        (rc = cparsl_cnode_double(node, "strategy_period", 5, 0.05, 3600,
+                                  &h->strategy_period, err)) < 0)
+        goto fail;
+    h->idletime_given = cparsl_cnode_get(node, "max_idletime") != NULL;
+    const cparsl_cnode_t *prov = cparsl_cnode_get(node, "provider");
+    if (prov && (rc = cparsl_provider_configure(prov, &h->provider, err)) < 0)
         goto fail;
     if (h->hb_threshold <= h->hb_period) {
         rc = cparsl_cnode_error(
@@ -216,6 +242,29 @@ static char **own_argv(void)
     return v;
 }
 
+/* A manager's CPARSL_HTEX_* settings (docs/htex.md), malloc'd. */
+enum { NSETTINGS = 6 };
+static int manager_settings(const struct htexec *h, double idletime,
+                            char *own[NSETTINGS])
+{
+    int bad = asprintf(&own[0], "CPARSL_HTEX_JOIN=%s", h->addr_path) < 0;
+    bad |= asprintf(&own[1], "CPARSL_HTEX_WORKERS=%lld",
+                    (long long)h->workers) < 0;
+    bad |= asprintf(&own[2], "CPARSL_HTEX_ISOLATION=%s",
+                    h->isolation ? "process" : "none") < 0;
+    bad |= asprintf(&own[3], "CPARSL_HTEX_THRESHOLD=%g", h->hb_threshold) < 0;
+    bad |= asprintf(&own[4], "CPARSL_HTEX_HEARTBEAT=%g", h->hb_period) < 0;
+    bad |= asprintf(&own[5], "CPARSL_HTEX_MAX_IDLETIME=%g", idletime) < 0;
+    if (bad) {
+        for (int i = 0; i < NSETTINGS; i++) {
+            free(own[i]);
+            own[i] = NULL;
+        }
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 /* The environment of a local manager: ours, with its CPARSL_HTEX_*
  * settings put first (getenv finds the first).  Built before fork: the
  * child of a process with threads may only exec. */
@@ -225,36 +274,25 @@ static char **manager_env(const struct htexec *h)
     size_t n = 0;
     while (environ[n])
         n++;
-    enum { OWN = 6 };
-    char **env = calloc(n + OWN + 1, sizeof *env);
+    char **env = calloc(n + NSETTINGS + 1, sizeof *env);
     if (!env)
         return NULL;
-    char *own[OWN] = {NULL};
-    int bad = asprintf(&own[0], "CPARSL_HTEX_JOIN=%s", h->addr_path) < 0;
-    bad |= asprintf(&own[1], "CPARSL_HTEX_WORKERS=%lld",
-                    (long long)h->workers) < 0;
-    bad |= asprintf(&own[2], "CPARSL_HTEX_ISOLATION=%s",
-                    h->isolation ? "process" : "none") < 0;
-    bad |= asprintf(&own[3], "CPARSL_HTEX_THRESHOLD=%g", h->hb_threshold) < 0;
-    bad |= asprintf(&own[4], "CPARSL_HTEX_HEARTBEAT=%g", h->hb_period) < 0;
-    bad |=
-        asprintf(&own[5], "CPARSL_HTEX_MAX_IDLETIME=%g", h->max_idletime) < 0;
-    if (bad) {
-        for (int i = 0; i < OWN; i++)
-            free(own[i]);
+    /* With a provider, max_idletime is the strategy's unless given. */
+    double idle = h->provider || h->blocks
+                      ? (h->idletime_given ? h->max_idletime : 0)
+                      : h->max_idletime;
+    if (manager_settings(h, idle, env) < 0) {
         free(env);
         return NULL;
     }
-    for (int i = 0; i < OWN; i++)
-        env[i] = own[i];
     for (size_t i = 0; i < n; i++)
-        env[OWN + i] = environ[i];
+        env[NSETTINGS + i] = environ[i];
     return env;
 }
 
 static void manager_env_free(char **env)
 {
-    for (int i = 0; env && i < 6; i++)
+    for (int i = 0; env && i < NSETTINGS; i++)
         free(env[i]);
     free(env);
 }
@@ -347,6 +385,102 @@ int htex_listen_open(const char *label, const char *const *providers,
     return 0;
 }
 
+/* ---- blocks from a provider (providers/blocks.h) ---------------------- */
+
+static size_t hk_outstanding(void *arg)
+{
+    struct htexec *h = arg;
+    return htex_ix_outstanding(h->ix);
+}
+
+static int hk_managers(void *arg, cparsl_mgr_view_t **out, size_t *n)
+{
+    struct htexec *h = arg;
+    htex_mgr_info_t *v = NULL;
+    size_t k = 0;
+    int rc = htex_ix_managers(h->ix, &v, &k, 5);
+    if (rc < 0)
+        return rc;
+    cparsl_mgr_view_t *o = calloc(k ? k : 1, sizeof *o);
+    if (!o) {
+        free(v);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < k; i++) {
+        snprintf(o[i].block, sizeof o[i].block, "%s", v[i].block);
+        o[i].slots = v[i].slots;
+        o[i].held = v[i].held;
+        o[i].idle_s = v[i].idle_s;
+        o[i].registered = v[i].registered;
+        o[i].draining = v[i].draining;
+        o[i].gone = v[i].gone;
+    }
+    free(v);
+    *out = o;
+    *n = k;
+    return 0;
+}
+
+static int hk_drain_block(void *arg, const char *block)
+{
+    struct htexec *h = arg;
+    return htex_ix_drain_block(h->ix, block);
+}
+
+static void hk_fail_waiting(void *arg, const char *why)
+{
+    struct htexec *h = arg;
+    h->bad = true;
+    htex_ix_fail_waiting(h->ix, why);
+}
+
+/* The strategy's blocks: each runs this program (by its absolute path,
+ * with its arguments) in manager mode under the provider's launcher. */
+static int start_blocks(struct htexec *h, cparsl_error_t *err)
+{
+    char exe[PATH_MAX], cwd[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char **argv = own_argv();
+    char *env[NSETTINGS + 1] = {NULL};
+    if (n <= 0 || !argv || !getcwd(cwd, sizeof cwd) ||
+        manager_settings(h, 0, env) < 0) {
+        free(argv);
+        return cparsl_error_set(err, -ENOENT,
+                                "htex: cannot name the manager's command "
+                                "for the blocks (/proc/self/exe, cmdline, "
+                                "cwd)");
+    }
+    exe[n] = '\0';
+    argv[0] = exe;
+    cparsl_blocks_opts_t o = {
+        .label = h->base.label,
+        .run_dir = cparsl_run_dir(),
+        .cwd = cwd,
+        .env = (const char *const *)env,
+        .argv = (const char *const *)argv,
+        .workers_per_manager = (int)h->workers,
+        .strategy = h->strategy,
+        .period = h->strategy_period,
+        .max_idletime = h->idletime_given ? h->max_idletime : 120,
+    };
+    cparsl_blocks_hooks_t hooks = {
+        .arg = h,
+        .outstanding = hk_outstanding,
+        .managers = hk_managers,
+        .drain_block = hk_drain_block,
+        .fail_waiting = hk_fail_waiting,
+    };
+    cparsl_provider_t *p = h->provider;
+    h->provider = NULL; /* the blocks own it now */
+    int rc = cparsl_blocks_create(p, &o, &hooks, &h->blocks, err);
+    if (rc == 0)
+        rc = cparsl_blocks_start(h->blocks, err);
+    free(argv);
+    for (int i = 0; i < NSETTINGS; i++)
+        free(env[i]);
+    return rc;
+}
+
 static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
@@ -368,6 +502,8 @@ static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
         return rc;
     if ((rc = start_local(h, h->managers, err)) < 0)
         return rc;
+    if (h->provider && (rc = start_blocks(h, err)) < 0)
+        return rc;
     /* The local block's managers count before the first task goes. */
     for (int i = 0;
          i < 100 * h->join_timeout &&
@@ -386,6 +522,16 @@ static int hx_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    if (h->bad) {
+        /* Its blocks kept failing (providers/blocks.c): nothing can run. */
+        char why[CPARSL_ERROR_TEXT];
+        cparsl_blocks_bad(h->blocks, why, sizeof why);
+        for (size_t i = 0; i < n; i++) {
+            cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
+            cparsl_exec_complete(batch[i]);
+        }
+        return 0;
+    }
     return htex_ix_submit(h->ix, batch, n);
 }
 
@@ -406,6 +552,10 @@ static size_t hx_capacity(cparsl_executor_t *ex)
 static int hx_scale_out(cparsl_executor_t *ex, unsigned n)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    if (h->blocks) {
+        cparsl_blocks_scale_out(h->blocks, n);
+        return 0;
+    }
     cparsl_error_t err;
     int rc = start_local(h, n, &err);
     if (rc < 0)
@@ -418,7 +568,9 @@ static int hx_scale_out(cparsl_executor_t *ex, unsigned n)
 static int hx_scale_in(cparsl_executor_t *ex, unsigned n)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
-    if (h->ix)
+    if (h->blocks)
+        cparsl_blocks_scale_in(h->blocks, n);
+    else if (h->ix)
         htex_ix_drain(h->ix, n);
     return 0;
 }
@@ -461,6 +613,8 @@ static int hx_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
     int rc = 0;
+    if (h->blocks)
+        cparsl_blocks_halt(h->blocks); /* no block is asked for now */
     if (h->ix) {
         rc = htex_ix_shutdown(h->ix, 30, err);
         htex_ix_stats_t st;
@@ -477,6 +631,8 @@ static int hx_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
                    (unsigned long long)st.bad_messages,
                    (unsigned long long)st.stale_results);
     }
+    if (h->blocks)
+        cparsl_blocks_stop(h->blocks, 10);
     reap_local(h, 10);
     return rc;
 }
@@ -484,6 +640,9 @@ static int hx_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
 static void hx_destroy(cparsl_executor_t *ex)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
+    if (h->blocks)
+        cparsl_blocks_stop(h->blocks, 5); /* a start that failed half-way */
+    cparsl_blocks_destroy(h->blocks);
     htex_ix_destroy(h->ix);
     if (h->t)
         h->t->ops->destroy(h->t);
@@ -702,7 +861,8 @@ int htex_join_serve(const char *addr_file, cparsl_error_t *err)
             .node = -1,
             .manager_id = id,
             .host = host,
-            .block_id = "local",
+            .block_id =
+                getenv("CPARSL_BLOCK_ID") ? getenv("CPARSL_BLOCK_ID") : "local",
             .heartbeat_period = hb ? atof(hb) : 5,
             .max_batch = 256,
             .upstream_threshold = thr ? atof(thr) : 30,

@@ -61,8 +61,10 @@ struct ix_mgr {
     size_t held;
     bool in_fifo;
     int64_t last_seen;
+    int64_t idle_since; /* mono ns it last became idle; 0 while it holds */
     int rank, node;
     char host[256];
+    char block[HTEX_BLOCK_LEN]; /* the provider block it came from */
 };
 
 /* A joiner between HELLO and WELCOME (or REFUSE). */
@@ -73,6 +75,7 @@ struct ix_join {
     unsigned char nonce[HTEX_NONCE_LEN];
     char build[160];
     char host[256];
+    char block[HTEX_BLOCK_LEN];
     unsigned char name[512];
     size_t name_len;
 };
@@ -104,6 +107,13 @@ struct htex_ix {
     int efd;
     bool stop_req, done;
     size_t drain_req; /* managers to drain, asked by htex_ix_drain */
+    char (*drain_blocks)[HTEX_BLOCK_LEN]; /* blocks to drain (asked) */
+    size_t ndrain_blocks, cap_drain_blocks;
+    char *fail_why;    /* fail what waits (htex_ix_fail_waiting) */
+    bool snap_req;     /* a snapshot of the managers is wanted */
+    uint64_t snap_seq; /* bumped with each snapshot published */
+    htex_mgr_info_t *snap;
+    size_t nsnap, capsnap;
     size_t nregistered, capacity;
     int stop_rc;
 
@@ -321,8 +331,8 @@ static void on_results(htex_ix_t *ix, int m, htex_reader_t *r)
             e->node = ix->node_of_worker[worker];
             e->host = ix->host_of_worker + (size_t)worker * ix->host_len;
         }
-        if (g->held)
-            g->held--;
+        if (g->held && --g->held == 0)
+            g->idle_since = cparsl_mono_ns();
         complete(ix, e);
     }
 }
@@ -345,6 +355,7 @@ static void on_register(htex_ix_t *ix, int m, htex_reader_t *r)
     if (g->registered)
         return;
     g->registered = true;
+    g->idle_since = cparsl_mono_ns();
     g->slots = reg.slots;
     g->rank = reg.rank;
     g->node = reg.node;
@@ -454,7 +465,7 @@ static void on_hello(htex_ix_t *ix, int peer, htex_reader_t *r)
 {
     htex_fields_t f;
     cparsl_error_t err;
-    if (htex_msg_next_fields(r, &f, &err) < 0 || f.n != 3 ||
+    if (htex_msg_next_fields(r, &f, &err) < 0 || f.n < 3 || f.n > 4 ||
         f.len[0] > sizeof ix->joins[0].name) {
         bad_message(ix, peer, "malformed HELLO");
         return;
@@ -490,6 +501,8 @@ static void on_hello(htex_ix_t *ix, int peer, htex_reader_t *r)
         }
         copy_field(j->build, sizeof j->build, &f, 1);
         copy_field(j->host, sizeof j->host, &f, 2);
+        if (f.n > 3)
+            copy_field(j->block, sizeof j->block, &f, 3);
         memcpy(j->name, f.p[0], f.len[0]);
         j->name_len = f.len[0];
     }
@@ -538,6 +551,7 @@ static void on_auth(htex_ix_t *ix, struct ix_join *j, htex_reader_t *r)
         ix->t->ops->trust(ix->t, j->peer);
     ix->mgrs[m].joined = true;
     snprintf(ix->mgrs[m].host, sizeof ix->mgrs[m].host, "%s", j->host);
+    snprintf(ix->mgrs[m].block, sizeof ix->mgrs[m].block, "%s", j->block);
     char id[16];
     snprintf(id, sizeof id, "%d", m);
     const void *p[1] = {id};
@@ -545,8 +559,8 @@ static void on_auth(htex_ix_t *ix, struct ix_join *j, htex_reader_t *r)
     send_fields(ix, j->peer, HTEX_MSG_WELCOME, 1, p, len);
     atomic_fetch_add(&ix->joined, 1);
     CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
-               "manager %d joined from host '%s' (endpoint %d)", m, j->host,
-               j->peer);
+               "manager %d joined from host '%s' (endpoint %d%s%s)", m, j->host,
+               j->peer, *j->block ? ", block " : "", j->block);
     *j = ix->joins[--ix->njoins]; /* a manager now: not forgotten */
 }
 
@@ -744,6 +758,7 @@ static size_t send_tasks(htex_ix_t *ix, int m, size_t k)
     atomic_fetch_add(&ix->dispatched, n);
     g->credit -= n;
     g->held += n;
+    g->idle_since = 0;
     return n;
 }
 
@@ -828,6 +843,17 @@ static void begin_stop(htex_ix_t *ix)
             send_empty(ix, ix->mgrs[m].ep, HTEX_MSG_SHUTDOWN);
 }
 
+static void drain_manager(htex_ix_t *ix, int m)
+{
+    struct ix_mgr *g = &ix->mgrs[m];
+    g->draining = true;
+    g->credit = 0;
+    send_empty(ix, g->ep, HTEX_MSG_DRAIN);
+    CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
+               "draining manager %d on '%s'%s%s (%zu tasks held)", m, g->host,
+               *g->block ? ", block " : "", g->block, g->held);
+}
+
 /* Tell the least loaded manager still taking work to drain: no new
  * tasks, leave when its own are done. */
 static void drain_one(htex_ix_t *ix)
@@ -840,15 +866,82 @@ static void drain_one(htex_ix_t *ix)
         if (best < 0 || g->held < ix->mgrs[best].held)
             best = (int)m;
     }
-    if (best < 0)
-        return;
-    struct ix_mgr *g = &ix->mgrs[best];
-    g->draining = true;
-    g->credit = 0;
-    send_empty(ix, g->ep, HTEX_MSG_DRAIN);
-    CPARSL_LOG(CPARSL_LOG_INFO, "interchange",
-               "draining manager %d on '%s' (%zu tasks held)", best, g->host,
-               g->held);
+    if (best >= 0)
+        drain_manager(ix, best);
+}
+
+/* Every manager of a block (joined or not yet registered) drains. */
+static void drain_block(htex_ix_t *ix, const char *block)
+{
+    for (size_t m = 0; m < ix->nmgrs; m++) {
+        struct ix_mgr *g = &ix->mgrs[m];
+        if (!g->bye && !g->draining && strcmp(g->block, block) == 0)
+            drain_manager(ix, (int)m);
+    }
+}
+
+/* Publish the managers' state for htex_ix_managers (under mu). */
+static void publish_snapshot(htex_ix_t *ix, int64_t now)
+{
+    if (ix->capsnap < ix->nmgrs) {
+        size_t cap = ix->nmgrs + 16;
+        htex_mgr_info_t *v = realloc(ix->snap, cap * sizeof *v);
+        if (!v)
+            return; /* the caller times out and tries again */
+        ix->snap = v;
+        ix->capsnap = cap;
+    }
+    for (size_t m = 0; m < ix->nmgrs; m++) {
+        const struct ix_mgr *g = &ix->mgrs[m];
+        htex_mgr_info_t *o = &ix->snap[m];
+        snprintf(o->block, sizeof o->block, "%s", g->block);
+        snprintf(o->host, sizeof o->host, "%.63s", g->host);
+        o->slots = g->registered ? g->slots : 0;
+        o->held = g->held;
+        o->idle_s =
+            g->held || !g->idle_since ? 0 : (double)(now - g->idle_since) / 1e9;
+        o->registered = g->registered;
+        o->draining = g->draining;
+        o->gone = g->bye;
+        o->lost = g->lost;
+    }
+    ix->nsnap = ix->nmgrs;
+    ix->snap_seq++;
+    ix->snap_req = false;
+    pthread_cond_broadcast(&ix->cv);
+}
+
+/* The requests htex_ix_drain, _drain_block, _fail_waiting and _managers
+ * left for the loop's thread. */
+static void take_requests(htex_ix_t *ix)
+{
+    pthread_mutex_lock(&ix->mu);
+    size_t ndrain = ix->drain_req;
+    ix->drain_req = 0;
+    char *why = ix->fail_why;
+    ix->fail_why = NULL;
+    if (!ix->stopping) {
+        for (size_t i = 0; i < ix->ndrain_blocks; i++)
+            drain_block(ix, ix->drain_blocks[i]);
+    }
+    ix->ndrain_blocks = 0;
+    if (ix->snap_req)
+        publish_snapshot(ix, cparsl_mono_ns());
+    pthread_mutex_unlock(&ix->mu);
+    while (ndrain-- && !ix->stopping)
+        drain_one(ix);
+    if (why) {
+        size_t n = 0;
+        while (ix->qlen) {
+            cparsl_exec_t *e = q_pop(ix);
+            cparsl_exec_fail(e, CPARSL_EEXECUTOR, "%s", why);
+            complete(ix, e);
+            n++;
+        }
+        CPARSL_LOG(CPARSL_LOG_ERROR, "interchange",
+                   "%zu waiting tasks failed: %s", n, why);
+        free(why);
+    }
 }
 
 static void check_heartbeats(htex_ix_t *ix, int64_t now)
@@ -880,12 +973,7 @@ static bool ix_turn(htex_ix_t *ix)
     pthread_mutex_unlock(&ix->mu);
     if (stop_req && !ix->stopping)
         begin_stop(ix);
-    pthread_mutex_lock(&ix->mu);
-    size_t ndrain = ix->drain_req;
-    ix->drain_req = 0;
-    pthread_mutex_unlock(&ix->mu);
-    while (ndrain-- && !ix->stopping)
-        drain_one(ix);
+    take_requests(ix);
     for (int k = 0; k < IX_RECV_PER_TURN; k++) {
         int peer;
         void *buf;
@@ -1244,6 +1332,84 @@ void htex_ix_drain(htex_ix_t *ix, size_t n)
         (void)0;
 }
 
+static void wake(htex_ix_t *ix)
+{
+    uint64_t one = 1;
+    if (write(ix->efd, &one, sizeof one) < 0)
+        (void)0;
+}
+
+int htex_ix_drain_block(htex_ix_t *ix, const char *block)
+{
+    pthread_mutex_lock(&ix->mu);
+    if (ix->ndrain_blocks == ix->cap_drain_blocks) {
+        size_t cap = ix->cap_drain_blocks ? 2 * ix->cap_drain_blocks : 8;
+        char(*v)[HTEX_BLOCK_LEN] = realloc(ix->drain_blocks, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&ix->mu);
+            return -ENOMEM;
+        }
+        ix->drain_blocks = v;
+        ix->cap_drain_blocks = cap;
+    }
+    snprintf(ix->drain_blocks[ix->ndrain_blocks++], HTEX_BLOCK_LEN, "%s",
+             block);
+    pthread_mutex_unlock(&ix->mu);
+    wake(ix);
+    return 0;
+}
+
+void htex_ix_fail_waiting(htex_ix_t *ix, const char *why)
+{
+    char *w = strdup(why);
+    pthread_mutex_lock(&ix->mu);
+    if (w) {
+        free(ix->fail_why);
+        ix->fail_why = w;
+    }
+    pthread_mutex_unlock(&ix->mu);
+    wake(ix);
+}
+
+int htex_ix_managers(htex_ix_t *ix, htex_mgr_info_t **out, size_t *n,
+                     double timeout)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)timeout;
+    ts.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&ix->mu);
+    uint64_t seq = ix->snap_seq;
+    ix->snap_req = true;
+    pthread_mutex_unlock(&ix->mu);
+    wake(ix);
+    if (ix->driven)
+        drive(ix, false);
+    pthread_mutex_lock(&ix->mu);
+    int rc = 0;
+    while (ix->snap_seq == seq && !ix->done && rc == 0)
+        rc = pthread_cond_timedwait(&ix->cv, &ix->mu, &ts);
+    if (ix->snap_seq == seq) {
+        pthread_mutex_unlock(&ix->mu);
+        return ix->done ? -CPARSL_ESHUTDOWN : -ETIMEDOUT;
+    }
+    htex_mgr_info_t *v = malloc((ix->nsnap ? ix->nsnap : 1) * sizeof *v);
+    if (v) {
+        if (ix->nsnap)
+            memcpy(v, ix->snap, ix->nsnap * sizeof *v);
+        *out = v;
+        *n = ix->nsnap;
+    }
+    pthread_mutex_unlock(&ix->mu);
+    return v ? 0 : -ENOMEM;
+}
+
 void htex_ix_begin_shutdown(htex_ix_t *ix)
 {
     pthread_mutex_lock(&ix->mu);
@@ -1299,6 +1465,9 @@ void htex_ix_destroy(htex_ix_t *ix)
     free(ix->mgrs);
     free(ix->fifo);
     free(ix->ep_to_mgr);
+    free(ix->drain_blocks);
+    free(ix->fail_why);
+    free(ix->snap);
     cparsl_exec_clear_error(&ix->scratch);
     htex_buf_free(&ix->out);
     if (ix->efd >= 0)

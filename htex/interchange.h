@@ -23,6 +23,10 @@
 
 typedef struct htex_ix htex_ix_t;
 
+/* Longest provider block id a joiner may name (CPARSL_BLOCK_ID), with
+ * its NUL. */
+#define HTEX_BLOCK_LEN 64
+
 typedef struct htex_ix_opts {
     /* Endpoints of the managers this interchange serves. */
     const int *managers;
@@ -87,6 +91,32 @@ int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err);
 /* Drain n managers (the least loaded first): they take no new tasks and
  * leave once theirs are done; their slots leave the capacity then. */
 void htex_ix_drain(htex_ix_t *ix, size_t n);
+
+/* Drain every manager of the provider block 'block' (as its joiners
+ * named it in their HELLO).  0 or -ENOMEM. */
+int htex_ix_drain_block(htex_ix_t *ix, const char *block);
+
+/* The executor cannot get workers (its blocks keep failing): every try
+ * waiting for a manager fails now with CPARSL_EEXECUTOR and 'why'. */
+void htex_ix_fail_waiting(htex_ix_t *ix, const char *why);
+
+/* One manager, as the interchange's thread last saw it. */
+typedef struct htex_mgr_info {
+    char block[HTEX_BLOCK_LEN]; /* "" for managers of no provider block */
+    char host[64];
+    uint32_t slots; /* 0 until it registered */
+    size_t held;    /* tries it holds */
+    double idle_s;  /* seconds since it last held one; 0 while busy */
+    bool registered, draining;
+    bool gone; /* said BYE, or was lost */
+    bool lost;
+} htex_mgr_info_t;
+
+/* A snapshot of every manager so far (malloc'd array in *out, free it),
+ * taken by the interchange's thread within 'timeout' seconds: 0,
+ * -ETIMEDOUT, -CPARSL_ESHUTDOWN or -ENOMEM. */
+int htex_ix_managers(htex_ix_t *ix, htex_mgr_info_t **out, size_t *n,
+                     double timeout);
 
 /* Start the same stop without waiting (from a signal watcher). */
 void htex_ix_begin_shutdown(htex_ix_t *ix);

@@ -226,9 +226,14 @@ int htex_join(cparsl_transport_t *t, int ix, const unsigned char *secret,
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double deadline = now.tv_sec + now.tv_nsec / 1e9 + timeout;
-    const void *hp[3] = {name, build, host};
-    size_t hl[3] = {name_len, strlen(build), strlen(host)};
-    int rc = send_fields(t, ix, HTEX_MSG_HELLO, 3, hp, hl);
+    /* The provider block this joiner belongs to, when a block's script
+     * started it (providers/provider.c exports CPARSL_BLOCK_ID). */
+    const char *block = getenv("CPARSL_BLOCK_ID");
+    size_t nf = block && *block && strlen(block) < 64 ? 4 : 3;
+    const void *hp[4] = {name, build, host, block};
+    size_t hl[4] = {name_len, strlen(build), strlen(host),
+                    nf == 4 ? strlen(block) : 0};
+    int rc = send_fields(t, ix, HTEX_MSG_HELLO, nf, hp, hl);
     if (rc < 0)
         return cparsl_error_set(err, rc, "join: cannot send HELLO: %s",
                                 strerror(-rc));

@@ -4,7 +4,7 @@
  * The handshake (wire.h's HELLO .. REFUSE), before the joiner is sent
  * anything else:
  *
- *   joiner -> HELLO {endpoint name, build id, host}
+ *   joiner -> HELLO {endpoint name, build id, host[, block id]}
  *   ix     -> CHALLENGE {32 random bytes}         (the name admitted first)
  *   joiner -> AUTH {HMAC-SHA256(secret, transcript)}
  *   ix     -> WELCOME {manager id}   or   REFUSE {reason}, then forgets it
