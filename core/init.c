@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,10 @@ static cparsl_config_t *run_config;
 static cparsl_executor_t **served;
 static size_t nserved;
 static bool joined; /* this process served as an htex manager */
+/* Where block events go: the DFK from init until its store closes (the
+ * executors' shutdown, after cparsl__dfk is cleared, still reports the
+ * blocks it cancels). */
+static cparsl__dfk_t *_Atomic block_events_to;
 static char run_dir[4096];
 
 static const char *const core_keys[] = {
@@ -789,6 +794,7 @@ int cparsl_init_launch(int *argc, char ***argv, const cparsl_config_t *cfg,
         goto fail;
     }
     cparsl__dfk = d;
+    atomic_store(&block_events_to, d);
     /* Each executor starts with its first block: this process's threads,
      * or the MPI job.  Providers record the blocks they add. */
     for (size_t i = 0; i < d->nexecutors; i++) {
@@ -888,6 +894,7 @@ int cparsl_finalize(cparsl_error_t *err)
         }
     }
     cparsl__dfk_stop(d);
+    atomic_store(&block_events_to, NULL);
     cparsl_error_t e3;
     cparsl_error_clear(&e3);
     int r = d->store_ops->close(d->store, &e3);
@@ -959,7 +966,7 @@ int cparsl_checkpoint(cparsl_error_t *err)
 
 void cparsl_store_block_event(const cparsl_block_event_t *ev)
 {
-    cparsl__dfk_t *d = cparsl__dfk;
+    cparsl__dfk_t *d = atomic_load(&block_events_to);
     if (d && d->store_ops->block_event)
         d->store_ops->block_event(d->store, ev);
 }

@@ -111,7 +111,7 @@ static void count_failure(cparsl_blocks_t *b, struct block *k, const char *what)
     char tail[200];
     tail_of(k->err, tail, sizeof tail);
     snprintf(b->last_failure, sizeof b->last_failure,
-             "block %lld (job %.40s) %.80s%s%.60s%s; its output is in %.60s",
+             "block %lld (job %.40s) %.80s%s%.60s%s; see %.140s",
              (long long)k->id, *k->job ? k->job : "none", what,
              *tail ? " (last error line: '" : "", tail, *tail ? "')" : "",
              k->err);
@@ -304,8 +304,9 @@ static struct block *find(cparsl_blocks_t *b, const char *name)
     return NULL;
 }
 
-/* Look at the managers; returns the slots of managers of no block. */
-static unsigned look_at_managers(cparsl_blocks_t *b, bool *ok)
+/* Count each block's managers now, and note the blocks whose first
+ * manager joined.  Returns the slots of managers of no block. */
+static unsigned refresh_managers(cparsl_blocks_t *b, bool *ok)
 {
     cparsl_mgr_view_t *v = NULL;
     size_t n = 0;
@@ -351,6 +352,21 @@ static unsigned look_at_managers(cparsl_blocks_t *b, bool *ok)
                        b->label, (long long)k->id, k->job, k->slots,
                        secs(now - k->t_submit));
         }
+    }
+    return other;
+}
+
+/* Look at the managers: blocks that joined, lost their managers, never
+ * connected, or near their walltime.  Returns the slots of managers of
+ * no block. */
+static unsigned look_at_managers(cparsl_blocks_t *b, bool *ok)
+{
+    unsigned other = refresh_managers(b, ok);
+    if (!*ok)
+        return 0;
+    int64_t now = cparsl_mono_ns();
+    for (size_t i = 0; i < b->n; i++) {
+        struct block *k = &b->blocks[i];
         if (k->ended)
             continue;
         if (k->joined && !k->live) {
@@ -657,6 +673,9 @@ void cparsl_blocks_halt(cparsl_blocks_t *b)
     pthread_mutex_unlock(&b->mu);
     pthread_join(b->thread, NULL);
     b->started = false;
+    /* A block that joined since the last turn is recorded as such. */
+    bool ok;
+    refresh_managers(b, &ok);
 }
 
 void cparsl_blocks_stop(cparsl_blocks_t *b, double timeout)

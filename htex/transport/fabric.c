@@ -91,6 +91,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdalign.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1023,6 +1024,30 @@ static bool is_shm(const char *prov)
  * NULL; node: the address to bind, or NULL) and post its receives.  0,
  * or a negative code with the reason in err (e is then closed).
  */
+
+/*
+ * fi_getinfo loads libfabric's providers on its first call, and one of
+ * them (psm, through libinfinipath) installs handlers for SIGINT, SIGTERM
+ * and the fault signals that call exit(): a SIGTERM from a batch system
+ * landing in a fork or a malloc then deadlocks the process instead of
+ * ending it, and the fault handlers hide ASan's reports.  What this
+ * process had before is put back.
+ */
+static int getinfo_keep_signals(const char *node, uint64_t flags,
+                                struct fi_info *hints, struct fi_info **info)
+{
+    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGILL,
+                               SIGABRT, SIGBUS,  SIGSEGV, SIGFPE};
+    enum { NS = sizeof sigs / sizeof sigs[0] };
+    struct sigaction old[NS];
+    for (int i = 0; i < NS; i++)
+        sigaction(sigs[i], NULL, &old[i]);
+    int rc = fi_getinfo(FAB_API, node, NULL, flags, hints, info);
+    for (int i = 0; i < NS; i++)
+        sigaction(sigs[i], &old[i], NULL);
+    return rc;
+}
+
 static int ep_open(struct fab_tr *t, int i, const char *prov,
                    const char *fabric, const char *node,
                    const struct fab_cfg *c, cparsl_error_t *err)
@@ -1050,14 +1075,12 @@ static int ep_open(struct fab_tr *t, int i, const char *prov,
         return fab_fail(NULL, err, -ENOMEM, "no memory");
     }
     struct fi_info *info = NULL;
-    int rc =
-        fi_getinfo(FAB_API, node, NULL, node ? FI_SOURCE : 0, hints, &info);
+    int rc = getinfo_keep_signals(node, node ? FI_SOURCE : 0, hints, &info);
     if (rc == -FI_ENODATA && fabric) {
         /* Not on that fabric here: any of the provider's. */
         free(hints->fabric_attr->name);
         hints->fabric_attr->name = NULL;
-        rc =
-            fi_getinfo(FAB_API, node, NULL, node ? FI_SOURCE : 0, hints, &info);
+        rc = getinfo_keep_signals(node, node ? FI_SOURCE : 0, hints, &info);
     }
     fi_freeinfo(hints);
     if (rc)
