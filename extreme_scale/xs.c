@@ -58,6 +58,10 @@ struct xs {
     char *join_address;
     cparsl_transport_t *fab, *mux;
     unsigned char secret[HTEX_SECRET_LEN];
+    /* blocks from a provider join the pilot (providers/blocks.h) */
+    htex_blocks_cfg_t bc;
+    double max_idletime;
+    cparsl_blocks_t *blocks;
     char addr_path[4200];
     htex_pin_t pin;
     /* run */
@@ -447,6 +451,10 @@ static const char *const xs_keys[] = {
     "accept_joiners",
     "join_providers",
     "join_address",
+    "provider",
+    "strategy",
+    "strategy_period",
+    "max_idletime",
     NULL,
 };
 
@@ -462,6 +470,8 @@ static void join_config_free(struct xs *x)
     x->njoin_providers = 0;
     free(x->join_address);
     x->join_address = NULL;
+    cparsl_provider_destroy(x->bc.provider);
+    x->bc.provider = NULL;
 }
 
 /* join_providers (default [shm, "tcp;ofi_rxm"]) and join_address
@@ -534,10 +544,23 @@ static int xs_configure(const cparsl_cnode_t *node,
                                &x->emu_slots, err)) < 0 ||
         (rc = cparsl_cnode_double(node, "emulate_task_duration", 0.01, 0, 3600,
                                   &x->emu_duration, err)) < 0 ||
-        (rc = cparsl_cnode_bool(node, "accept_joiners", false,
+        (rc = cparsl_cnode_bool(node, "accept_joiners",
+                                cparsl_cnode_get(node, "provider") != NULL,
                                 &x->accept_joiners, err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "max_idletime", 120, 0, 1e9,
+                                  &x->max_idletime, err)) < 0 ||
+        (rc = htex_blocks_configure(node, &x->bc, err)) < 0 ||
         (rc = join_config(node, x, err)) < 0 ||
         (rc = htex_pin_configure(node, &x->pin, err)) < 0) {
+        htex_pin_free(&x->pin);
+        join_config_free(x);
+        free(x);
+        return rc;
+    }
+    if (x->bc.provider && !x->accept_joiners) {
+        rc = cparsl_cnode_error(cparsl_cnode_get(node, "accept_joiners"), err,
+                                "a provider's blocks join over libfabric: "
+                                "accept_joiners cannot be false");
         htex_pin_free(&x->pin);
         join_config_free(x);
         free(x);
@@ -691,9 +714,24 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
                    "slots, isolation %s",
                    x->size, L.nmanagers, L.tiers ? L.nleaders : 0,
                    htex_ix_capacity(x->ix), x->isolation ? "process" : "none");
+    if (x->bc.provider && x->ix) {
+        x->bc.label = ex->label;
+        x->bc.addr_path = x->addr_path;
+        x->bc.workers = (int)x->workers_per_rank;
+        x->bc.isolation = x->isolation;
+        x->bc.hb_period = x->heartbeat_period;
+        x->bc.hb_threshold = x->heartbeat_threshold;
+        x->bc.max_idletime = x->max_idletime;
+        rc = htex_blocks_start(x->ix, &x->bc, &x->blocks, err);
+    }
 out:
     layout_free(&L);
     if (rc < 0) {
+        if (x->blocks) {
+            cparsl_blocks_stop(x->blocks, 5);
+            cparsl_blocks_destroy(x->blocks);
+            x->blocks = NULL;
+        }
         if (x->ix) {
             cparsl_error_t e2;
             if (htex_ix_shutdown(x->ix, 5, &e2) == 0)
@@ -910,6 +948,15 @@ static int xs_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
+    char why[CPARSL_ERROR_TEXT];
+    if (x->blocks && cparsl_blocks_bad(x->blocks, why, sizeof why)) {
+        /* Its blocks kept failing and no rank serves: nothing can run. */
+        for (size_t i = 0; i < n; i++) {
+            cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
+            cparsl_exec_complete(batch[i]);
+        }
+        return 0;
+    }
     pthread_mutex_lock(&x->ix_mu);
     int rc = x->ix ? htex_ix_submit(x->ix, batch, n) : -CPARSL_ESHUTDOWN;
     pthread_mutex_unlock(&x->ix_mu);
@@ -959,6 +1006,8 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
     int rc = 0;
+    if (x->blocks)
+        cparsl_blocks_halt(x->blocks); /* no block is asked for now */
     /* Only this thread sets x->ix, so reading it here needs no lock. */
     if (x->ix) {
         rc = htex_ix_shutdown(x->ix, 60, err);
@@ -973,6 +1022,11 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
             (unsigned long long)st.msgs_out, (unsigned long long)st.bytes_out);
         if (rc == 0)
             drop_ix(x);
+    }
+    if (x->blocks) {
+        cparsl_blocks_stop(x->blocks, 10);
+        cparsl_blocks_destroy(x->blocks);
+        x->blocks = NULL;
     }
     if (rc == 0 && x->mux) {
         x->mux->ops->destroy(x->mux);

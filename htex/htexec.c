@@ -67,12 +67,9 @@ struct htexec {
     pid_t *pids;
     size_t npids;
     /* blocks from a provider (providers/blocks.h) */
-    cparsl_provider_t *provider;
-    int strategy;
-    double strategy_period;
+    htex_blocks_cfg_t bc;
     bool idletime_given;
     cparsl_blocks_t *blocks;
-    _Atomic bool bad;
 };
 
 static const char *const hx_keys[] = {
@@ -95,9 +92,6 @@ static const char *const hx_keys[] = {
     NULL,
 };
 
-static const char *const strategies[] = {"none", "simple", "htex_auto_scale",
-                                         NULL};
-
 static const char *const iso_modes[] = {"process", "none", NULL};
 
 static int hx_probe(const cparsl_launch_t *launch)
@@ -108,8 +102,8 @@ static int hx_probe(const cparsl_launch_t *launch)
 
 static void hx_free_config(struct htexec *h)
 {
-    cparsl_provider_destroy(h->provider);
-    h->provider = NULL;
+    cparsl_provider_destroy(h->bc.provider);
+    h->bc.provider = NULL;
     for (size_t i = 0; i < h->nproviders; i++)
         free(h->providers[i]);
     free(h->address);
@@ -146,16 +140,9 @@ static int hx_configure(const cparsl_cnode_t *node,
                                   &h->max_idletime, err)) < 0 ||
         (rc = cparsl_cnode_double(node, "join_timeout", 30, 0.1, 3600,
                                   &h->join_timeout, err)) < 0 ||
-        (rc = cparsl_cnode_choice(node, "strategy", strategies,
-                                  CPARSL_STRATEGY_SIMPLE, &h->strategy, err)) <
-            0 ||
-        (rc = cparsl_cnode_double(node, "strategy_period", 5, 0.05, 3600,
-                                  &h->strategy_period, err)) < 0)
+        (rc = htex_blocks_configure(node, &h->bc, err)) < 0)
         goto fail;
     h->idletime_given = cparsl_cnode_get(node, "max_idletime") != NULL;
-    const cparsl_cnode_t *prov = cparsl_cnode_get(node, "provider");
-    if (prov && (rc = cparsl_provider_configure(prov, &h->provider, err)) < 0)
-        goto fail;
     if (h->hb_threshold <= h->hb_period) {
         rc = cparsl_cnode_error(
             cparsl_cnode_get(node, "heartbeat_threshold"), err,
@@ -278,7 +265,7 @@ static char **manager_env(const struct htexec *h)
     if (!env)
         return NULL;
     /* With a provider, max_idletime is the strategy's unless given. */
-    double idle = h->provider || h->blocks
+    double idle = h->bc.provider || h->blocks
                       ? (h->idletime_given ? h->max_idletime : 0)
                       : h->max_idletime;
     if (manager_settings(h, idle, env) < 0) {
@@ -389,16 +376,14 @@ int htex_listen_open(const char *label, const char *const *providers,
 
 static size_t hk_outstanding(void *arg)
 {
-    struct htexec *h = arg;
-    return htex_ix_outstanding(h->ix);
+    return htex_ix_outstanding(arg);
 }
 
 static int hk_managers(void *arg, cparsl_mgr_view_t **out, size_t *n)
 {
-    struct htexec *h = arg;
     htex_mgr_info_t *v = NULL;
     size_t k = 0;
-    int rc = htex_ix_managers(h->ix, &v, &k, 5);
+    int rc = htex_ix_managers(arg, &v, &k, 5);
     if (rc < 0)
         return rc;
     cparsl_mgr_view_t *o = calloc(k ? k : 1, sizeof *o);
@@ -423,58 +408,87 @@ static int hk_managers(void *arg, cparsl_mgr_view_t **out, size_t *n)
 
 static int hk_drain_block(void *arg, const char *block)
 {
-    struct htexec *h = arg;
-    return htex_ix_drain_block(h->ix, block);
+    return htex_ix_drain_block(arg, block);
 }
 
 static void hk_fail_waiting(void *arg, const char *why)
 {
-    struct htexec *h = arg;
-    h->bad = true;
-    htex_ix_fail_waiting(h->ix, why);
+    htex_ix_fail_waiting(arg, why);
 }
 
-/* The strategy's blocks: each runs this program (by its absolute path,
- * with its arguments) in manager mode under the provider's launcher. */
-static int start_blocks(struct htexec *h, cparsl_error_t *err)
+int htex_blocks_configure(const cparsl_cnode_t *node, htex_blocks_cfg_t *out,
+                          cparsl_error_t *err)
+{
+    static const char *const strategies[] = {"none", "simple",
+                                             "htex_auto_scale", NULL};
+    int rc;
+    out->provider = NULL;
+    if ((rc = cparsl_cnode_choice(node, "strategy", strategies,
+                                  CPARSL_STRATEGY_SIMPLE, &out->strategy,
+                                  err)) < 0 ||
+        (rc = cparsl_cnode_double(node, "strategy_period", 5, 0.05, 3600,
+                                  &out->period, err)) < 0)
+        return rc;
+    const cparsl_cnode_t *prov = cparsl_cnode_get(node, "provider");
+    if (prov)
+        return cparsl_provider_configure(prov, &out->provider, err);
+    return 0;
+}
+
+int htex_blocks_start(htex_ix_t *ix, htex_blocks_cfg_t *c,
+                      cparsl_blocks_t **out, cparsl_error_t *err)
 {
     char exe[PATH_MAX], cwd[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     char **argv = own_argv();
     char *env[NSETTINGS + 1] = {NULL};
-    if (n <= 0 || !argv || !getcwd(cwd, sizeof cwd) ||
-        manager_settings(h, 0, env) < 0) {
-        free(argv);
-        return cparsl_error_set(err, -ENOENT,
-                                "htex: cannot name the manager's command "
-                                "for the blocks (/proc/self/exe, cmdline, "
-                                "cwd)");
+    int bad = n <= 0 || !argv || !getcwd(cwd, sizeof cwd);
+    if (!bad) {
+        bad |= asprintf(&env[0], "CPARSL_HTEX_JOIN=%s", c->addr_path) < 0;
+        bad |= asprintf(&env[1], "CPARSL_HTEX_WORKERS=%d", c->workers) < 0;
+        bad |= asprintf(&env[2], "CPARSL_HTEX_ISOLATION=%s",
+                        c->isolation ? "process" : "none") < 0;
+        bad |=
+            asprintf(&env[3], "CPARSL_HTEX_THRESHOLD=%g", c->hb_threshold) < 0;
+        bad |= asprintf(&env[4], "CPARSL_HTEX_HEARTBEAT=%g", c->hb_period) < 0;
+        /* The strategy decides when a block goes. */
+        bad |= asprintf(&env[5], "CPARSL_HTEX_MAX_IDLETIME=0") < 0;
     }
-    exe[n] = '\0';
-    argv[0] = exe;
-    cparsl_blocks_opts_t o = {
-        .label = h->base.label,
-        .run_dir = cparsl_run_dir(),
-        .cwd = cwd,
-        .env = (const char *const *)env,
-        .argv = (const char *const *)argv,
-        .workers_per_manager = (int)h->workers,
-        .strategy = h->strategy,
-        .period = h->strategy_period,
-        .max_idletime = h->idletime_given ? h->max_idletime : 120,
-    };
-    cparsl_blocks_hooks_t hooks = {
-        .arg = h,
-        .outstanding = hk_outstanding,
-        .managers = hk_managers,
-        .drain_block = hk_drain_block,
-        .fail_waiting = hk_fail_waiting,
-    };
-    cparsl_provider_t *p = h->provider;
-    h->provider = NULL; /* the blocks own it now */
-    int rc = cparsl_blocks_create(p, &o, &hooks, &h->blocks, err);
-    if (rc == 0)
-        rc = cparsl_blocks_start(h->blocks, err);
+    int rc = 0;
+    if (bad) {
+        rc = cparsl_error_set(err, -ENOENT,
+                              "%s: cannot name the manager's command for "
+                              "the blocks (/proc/self/exe, cmdline, cwd)",
+                              c->label);
+    } else {
+        exe[n] = '\0';
+        argv[0] = exe;
+        cparsl_blocks_opts_t o = {
+            .label = c->label,
+            .run_dir = cparsl_run_dir(),
+            .cwd = cwd,
+            .env = (const char *const *)env,
+            .argv = (const char *const *)argv,
+            .workers_per_manager = c->workers,
+            .strategy = c->strategy,
+            .period = c->period,
+            .max_idletime = c->max_idletime,
+        };
+        cparsl_blocks_hooks_t hooks = {
+            .arg = ix,
+            .outstanding = hk_outstanding,
+            .managers = hk_managers,
+            .drain_block = hk_drain_block,
+            .fail_waiting = hk_fail_waiting,
+        };
+        cparsl_provider_t *p = c->provider;
+        c->provider = NULL; /* the blocks own it now */
+        rc = cparsl_blocks_create(p, &o, &hooks, out, err);
+        if (rc == 0 && (rc = cparsl_blocks_start(*out, err)) < 0) {
+            cparsl_blocks_destroy(*out);
+            *out = NULL;
+        }
+    }
     free(argv);
     for (int i = 0; i < NSETTINGS; i++)
         free(env[i]);
@@ -502,8 +516,17 @@ static int hx_start(cparsl_executor_t *ex, cparsl_error_t *err)
         return rc;
     if ((rc = start_local(h, h->managers, err)) < 0)
         return rc;
-    if (h->provider && (rc = start_blocks(h, err)) < 0)
-        return rc;
+    if (h->bc.provider) {
+        h->bc.label = ex->label;
+        h->bc.addr_path = h->addr_path;
+        h->bc.workers = (int)h->workers;
+        h->bc.isolation = h->isolation;
+        h->bc.hb_period = h->hb_period;
+        h->bc.hb_threshold = h->hb_threshold;
+        h->bc.max_idletime = h->idletime_given ? h->max_idletime : 120;
+        if ((rc = htex_blocks_start(h->ix, &h->bc, &h->blocks, err)) < 0)
+            return rc;
+    }
     /* The local block's managers count before the first task goes. */
     for (int i = 0;
          i < 100 * h->join_timeout &&
@@ -522,10 +545,9 @@ static int hx_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
-    if (h->bad) {
+    char why[CPARSL_ERROR_TEXT];
+    if (h->blocks && cparsl_blocks_bad(h->blocks, why, sizeof why)) {
         /* Its blocks kept failing (providers/blocks.c): nothing can run. */
-        char why[CPARSL_ERROR_TEXT];
-        cparsl_blocks_bad(h->blocks, why, sizeof why);
         for (size_t i = 0; i < n; i++) {
             cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
             cparsl_exec_complete(batch[i]);

@@ -62,6 +62,7 @@ struct cparsl_blocks {
     size_t n, cap;
     int64_t next_id;
     int failures; /* in a row */
+    bool no_more; /* too many failures while others served */
     char last_failure[384];
     int64_t idle_since; /* executor idle (no outstanding tasks) since */
     bool first_turn;
@@ -345,6 +346,7 @@ static unsigned refresh_managers(cparsl_blocks_t *b, bool *ok)
             if (!k->t_running)
                 k->t_running = now;
             b->failures = 0;
+            b->no_more = false;
             record(b, k, "joined");
             CPARSL_LOG(CPARSL_LOG_INFO, "blocks",
                        "%s: block %lld (job %s) joined with %u slots, %.2f s "
@@ -418,8 +420,20 @@ static void turn(cparsl_blocks_t *b)
     size_t live = 0;
     for (size_t i = 0; i < b->n; i++)
         live += !b->blocks[i].ended && b->blocks[i].live;
-    if (!bad && ok && b->p->block_error_threshold > 0 &&
-        b->failures >= b->p->block_error_threshold && !live && !other) {
+    bool give_up = !bad && ok && b->p->block_error_threshold > 0 &&
+                   b->failures >= b->p->block_error_threshold;
+    if (give_up && (live || other)) {
+        /* Workers of the executor's own still serve: no more blocks,
+         * but nothing fails. */
+        if (!b->no_more) {
+            b->no_more = true;
+            CPARSL_LOG(CPARSL_LOG_ERROR, "blocks",
+                       "%s: no more blocks are asked for: %d in a row "
+                       "failed (the last: %s); the run goes on with the "
+                       "workers it has",
+                       b->label, b->failures, b->last_failure);
+        }
+    } else if (give_up) {
         char why[CPARSL_ERROR_TEXT];
         snprintf(why, sizeof why,
                  "executor '%.40s' gave up: %d blocks in a row failed; the "
@@ -442,7 +456,7 @@ static void turn(cparsl_blocks_t *b)
     size_t spb = (size_t)p->nodes_per_block * (size_t)p->tasks_per_node *
                  (size_t)b->workers;
     size_t max = (size_t)p->max_blocks;
-    if (!bad) {
+    if (!bad && !b->no_more) {
         size_t add = 0;
         if (b->first_turn)
             add = (size_t)p->init_blocks;

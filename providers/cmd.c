@@ -201,13 +201,23 @@ int cparsl_cmd_check(const char *const *argv, const char *input, double timeout,
     if (r->status == 0)
         return 0;
     const char *said = r->err_len ? r->err : r->out;
-    size_t n = strlen(said);
-    while (n && (said[n - 1] == '\n' || said[n - 1] == ' '))
-        n--;
-    return cparsl_error_set(err, CPARSL_EEXECUTOR, "'%s' failed (%s %d): %.*s",
+    /* One line for the log and the error: its lines joined by " | ". */
+    char one[320];
+    size_t k = 0;
+    for (const char *p = said; *p && k < sizeof one - 4; p++) {
+        if (*p == '\n' || *p == '\r') {
+            while (p[1] == '\n' || p[1] == '\r')
+                p++;
+            if (p[1] && k)
+                k += (size_t)snprintf(one + k, sizeof one - k, " | ");
+        } else {
+            one[k++] = *p;
+        }
+    }
+    one[k < sizeof one ? k : sizeof one - 1] = '\0';
+    return cparsl_error_set(err, CPARSL_EEXECUTOR, "'%s' failed (%s %d): %s",
                             argv[0], r->status > 128 ? "signal" : "exit status",
-                            r->status > 128 ? r->status - 128 : r->status,
-                            (int)(n < 300 ? n : 300), said);
+                            r->status > 128 ? r->status - 128 : r->status, one);
 }
 
 /* An unsigned decimal field of the text at *p, at most 'max'; -1 if

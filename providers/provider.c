@@ -348,6 +348,16 @@ int cparsl_provider_write_script(const cparsl_provider_t *p,
         fputs("cd ", fp);
         rc = put_quoted(fp, cwd);
         fputs(" || exit 1\n", fp);
+        /* A run started under mpiexec/srun passes its launch's variables
+         * on (sbatch exports the environment): they are not this
+         * block's, and a manager would take itself for an MPI rank. */
+        fputs("for cparsl_v in $(env | sed -n -e "
+              "'s/^\\(OMPI_[A-Za-z0-9_]*\\)=.*/\\1/p' -e "
+              "'s/^\\(PMIX_[A-Za-z0-9_]*\\)=.*/\\1/p' -e "
+              "'s/^\\(PMI_[A-Za-z0-9_]*\\)=.*/\\1/p'); do\n"
+              "    unset \"$cparsl_v\"\n"
+              "done\n",
+              fp);
         for (size_t i = 0; rc == 0 && env && env[i]; i++) {
             const char *eq = strchr(env[i], '=');
             if (!eq)

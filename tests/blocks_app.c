@@ -7,6 +7,9 @@
  *
  *   blocks_app CONFIG NTASKS SLEEP_MS HOLD_S ok|fail
  *
+ * Under mpiexec with an extreme_scale config it is a pilot whose MPI
+ * worker ranks serve beside the blocks (block -1 in the answers).
+ *
  * Each task answers [i*i, its block (CPARSL_BLOCK_ID), 1 if it ran inside
  * a scheduler's job (SLURM_JOB_ID, PBS_JOBID or COBALT_JOBID set)].
  * Prints "RESULT ok=.. failed=.. wrong=.. in_job=.. blocks=b:n,..", the
@@ -70,6 +73,8 @@ int main(int argc, char **argv)
     }
     int rc = cparsl_init(NULL, NULL, cfg, &err);
     cparsl_config_destroy(cfg);
+    if (rc == CPARSL_SERVED) /* a worker rank of an MPI pilot */
+        return cparsl_finalize(NULL) == 0 ? 0 : 1;
     if (rc != CPARSL_CLIENT) {
         fprintf(stderr, "blocks_app: init: %s\n", err.text);
         return 2;

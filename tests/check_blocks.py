@@ -110,9 +110,11 @@ def config(name, provider, workers=2, strategy="htex_auto_scale",
 class Run:
     """blocks_app running: its lines, its run dir."""
 
-    def __init__(self, cfg, ntasks, sleep_ms, hold_s, expect="ok"):
+    def __init__(self, cfg, ntasks, sleep_ms, hold_s, expect="ok",
+                 launcher=()):
         self.t0 = time.time()
         self.p = subprocess.Popen(
+            list(launcher) +
             [APP, cfg, str(ntasks), str(sleep_ms), str(hold_s), expect],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=ENV, cwd=WORK)
@@ -372,6 +374,77 @@ def case_block_failure():
         fail("jobs left after finalize: %r" % left)
 
 
+def case_walltime_drain():
+    """A block is drained drain_margin before its walltime: its tasks
+    finish (none retried), and a second block takes over the rest."""
+    n = 24
+    cfg = config("wd", {"init_blocks": 1, "max_blocks": 1,
+                        "walltime": "00:00:08", "drain_margin": 5})
+    run = Run(cfg, n, 400, 0)
+    rc = run.finish()
+    run.expect_ok(rc, n)
+    ev, tasks = read_blocks(run.run_dir, swmr=False)
+    e1, e2 = events_of(ev, 1), events_of(ev, 2)
+    if "draining" not in e1 or "joined" not in e2:
+        fail("block 1 should drain near its walltime and block 2 take "
+             "over: %r / %r" % (e1, e2))
+    t_run = [e["t"] for e in ev if e["block"] == 1 and e["event"] == "joined"]
+    t_drain = [e["t"] for e in ev if e["block"] == 1 and
+               e["event"] == "draining"]
+    if not t_run or not t_drain or not 2.5e9 < t_drain[0] - t_run[0] < 5e9:
+        fail("block 1 drained %s s after it joined, expected about 3" % (
+            (t_drain[0] - t_run[0]) / 1e9 if t_run and t_drain else "?"))
+    retried = [int(t["id"]) for t in tasks if int(t["tries"]) > 1]
+    if retried:
+        fail("tasks were retried (killed mid-run?): %r" % retried)
+
+
+def case_pilot_grows():
+    """An MPI pilot (extreme_scale under mpiexec -n 2) that grows by a
+    provider's block: tasks run on its MPI worker rank and in the block,
+    whose script must not pass the pilot's MPI variables on."""
+    n = 40
+    p = {"type": SCHED, "walltime": "00:10:00", "init_blocks": 1,
+         "max_blocks": 1, "connect_timeout": 60}
+    if SCHED == "slurm":
+        p["exclusive"] = False
+    lines = ["run_dir: %s/pg.runinfo" % WORK,
+             "store: {type: hdf5}",
+             "executors:",
+             "  - type: extreme_scale",
+             "    label: pilot",
+             "    workers_per_rank: 1",
+             "    prefetch: 0",
+             "    isolation: none",
+             "    heartbeat_period: 0.5",
+             "    heartbeat_threshold: 5",
+             "    join_providers: [shm]",
+             "    strategy_period: 0.5",
+             "    provider:"]
+    for k, v in p.items():
+        lines.append("      %s: %s" % (k, json.dumps(v)))
+    cfg = os.path.join(WORK, "pg.yaml")
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    mpiexec = shutil.which("mpiexec")
+    run = Run(cfg, n, 100, 0, launcher=(mpiexec, "--allow-run-as-root",
+                                        "--oversubscribe", "-n", "2"))
+    rc = run.finish()
+    if rc != 0 or not run.result or int(run.result["ok"]) != n:
+        fail("pilot run failed (exit %s): %r %r\n%s\nlog:\n%s" % (
+            rc, run.result, run.error, run.stderr, run.log()[-3000:]))
+    per = dict(kv.split(":") for kv in run.result["blocks"].split(","))
+    if set(per) != {"0", "1"}:
+        fail("tasks should run on the MPI rank (0) and block 1: %s" %
+             run.result["blocks"])
+    ev, _ = read_blocks(run.run_dir, swmr=False)
+    if "joined" not in events_of(ev, 1):
+        fail("block 1 never joined the pilot: %r" % events_of(ev, 1))
+    left = scheduler_jobs_left()
+    if left:
+        fail("jobs left after finalize: %r" % left)
+
+
 def case_cmd_errors():
     sdir = ENV["CPARSL_STANDIN_DIR"]
     n = 10
@@ -417,6 +490,8 @@ def main():
      "scale_out_in": case_scale_out_in,
      "cancel_block": case_cancel_block,
      "block_failure": case_block_failure,
+     "walltime_drain": case_walltime_drain,
+     "pilot_grows": case_pilot_grows,
      "cmd_errors": case_cmd_errors}[CASE]()
     log("%s %s: ok" % (PROVIDER, CASE))
 

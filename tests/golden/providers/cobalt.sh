@@ -4,6 +4,9 @@
 # The run's secret is not in this file: the managers read it from the
 # 0600 file beside CPARSL_HTEX_JOIN's address file.
 cd '/home/user/work' || exit 1
+for cparsl_v in $(env | sed -n -e 's/^\(OMPI_[A-Za-z0-9_]*\)=.*/\1/p' -e 's/^\(PMIX_[A-Za-z0-9_]*\)=.*/\1/p' -e 's/^\(PMI_[A-Za-z0-9_]*\)=.*/\1/p'); do
+    unset "$cparsl_v"
+done
 CPARSL_HTEX_JOIN='/run/000/htex.htex.addr'
 export CPARSL_HTEX_JOIN
 CPARSL_BLOCK_ID='3'
