@@ -260,6 +260,17 @@ def case_tasks_in_blocks():
             fail("block 1 events %r lack %s" % (e1, want))
     if e1[-1] not in ("completed", "cancelled"):
         fail("block 1 did not end: %r" % e1)
+    tool = os.environ.get("CPARSL_TOOL")
+    if tool:  # cparsl inspect reads the same rows
+        out = subprocess.run([tool, "inspect",
+                              os.path.join(run.run_dir, "results.h5"),
+                              "--json"], capture_output=True, text=True)
+        got = [(b["block"], b["event"], b["job"])
+               for b in json.loads(out.stdout)["blocks"]]
+        want = [(e["block"], e["event"], e["job"]) for e in ev]
+        if got != want:
+            fail("cparsl inspect's blocks %r differ from h5py's %r" % (
+                got, want))
     t_req = [e["t"] for e in ev if e["block"] == 1 and
              e["event"] == "requested"][0]
     t_first = min(int(t["t_start"]) for t in tasks if int(t["t_start"]) > 0)

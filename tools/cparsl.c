@@ -220,6 +220,18 @@ static int inspect(const rf_file_t *f, bool json, bool all_failed)
             printf("}");
             k++;
         }
+        printf("],\"blocks\":[");
+        for (size_t i = 0; i < f->nblocks; i++) {
+            const rf_block_t *bk = &f->blocks[i];
+            printf("%s{\"t_ns\":%lld,\"executor\":", i ? "," : "",
+                   (long long)bk->t_ns);
+            json_str(stdout, bk->executor);
+            printf(",\"block\":%lld,\"event\":", (long long)bk->block);
+            json_str(stdout, bk->event);
+            printf(",\"job\":");
+            json_str(stdout, bk->job);
+            printf(",\"workers\":%d}", bk->workers);
+        }
         printf("],\"first_ns\":%lld,\"last_ns\":%lld,"
                "\"throughput\":{\"bucket_s\":%.9g,\"finished\":[",
                (long long)lo, (long long)hi, (double)width / 1e9);
@@ -247,6 +259,17 @@ static int inspect(const rf_file_t *f, bool json, bool all_failed)
         for (size_t i = 0; b && i < nb && i < 60; i++)
             printf(" %zu", b[i]);
         printf("\n");
+        if (f->nblocks > 1 || (f->nblocks && *f->blocks[0].job)) {
+            printf("blocks (s since the first event: executor block event "
+                   "job workers):\n");
+            for (size_t i = 0; i < f->nblocks; i++) {
+                const rf_block_t *k = &f->blocks[i];
+                printf("  %8.2f  %s %lld %-10s %s %d\n",
+                       (double)(k->t_ns - f->blocks[0].t_ns) / 1e9, k->executor,
+                       (long long)k->block, k->event, *k->job ? k->job : "-",
+                       k->workers);
+            }
+        }
         if (nfailed) {
             printf("failed: %zu%s\n", nfailed,
                    nfailed > shown ? " (the first shown; --failed: all)" : "");
@@ -506,6 +529,24 @@ static int report(const rf_file_t *f, const char *path)
         if (nfailed > shown)
             fprintf(out, "<p>The first %zu of %zu failures.</p>\n", shown,
                     nfailed);
+    }
+    /* 6. blocks */
+    if (f->nblocks > 1 || (f->nblocks && *f->blocks[0].job)) {
+        fprintf(out, "<h2>Blocks</h2>\n<table><tr><th>s</th><th>executor"
+                     "</th><th>block</th><th>event</th><th>job</th>"
+                     "<th>workers</th></tr>\n");
+        for (size_t i = 0; i < f->nblocks; i++) {
+            const rf_block_t *bk = &f->blocks[i];
+            fprintf(out, "<tr><td>%.2f</td><td>",
+                    (double)(bk->t_ns - f->blocks[0].t_ns) / 1e9);
+            html_esc(out, bk->executor);
+            fprintf(out, "</td><td>%lld</td><td>", (long long)bk->block);
+            html_esc(out, bk->event);
+            fprintf(out, "</td><td>");
+            html_esc(out, bk->job);
+            fprintf(out, "</td><td>%d</td></tr>\n", bk->workers);
+        }
+        fprintf(out, "</table>\n");
     }
     fprintf(out, "<h2>Config</h2>\n<pre>");
     html_esc(out, f->config ? f->config : "(none recorded)");

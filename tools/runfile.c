@@ -92,6 +92,84 @@ static hid_t mem_type(void)
     return t;
 }
 
+struct brow {
+    int64_t t_ns, block;
+    uint64_t executor_off, event_off, job_off;
+    uint32_t executor_len, event_len, job_len;
+    int32_t nodes, workers;
+};
+
+static hid_t block_type(void)
+{
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct brow));
+#define M(name, type) H5Tinsert(t, #name, HOFFSET(struct brow, name), type)
+    M(t_ns, H5T_NATIVE_INT64);
+    M(block, H5T_NATIVE_INT64);
+    M(executor_off, H5T_NATIVE_UINT64);
+    M(event_off, H5T_NATIVE_UINT64);
+    M(job_off, H5T_NATIVE_UINT64);
+    M(executor_len, H5T_NATIVE_UINT32);
+    M(event_len, H5T_NATIVE_UINT32);
+    M(job_len, H5T_NATIVE_UINT32);
+    M(nodes, H5T_NATIVE_INT32);
+    M(workers, H5T_NATIVE_INT32);
+#undef M
+    return t;
+}
+
+static char *heap_read(hid_t heap, uint64_t off, uint32_t len);
+
+/* /blocks, when the file has it (rows whose strings are not written yet
+ * are left out, as for /tasks).  0, or -1 with why. */
+static int read_blocks(rf_file_t *f, hid_t file, hid_t heap, hsize_t heap_len,
+                       char *why, size_t cap)
+{
+    if (H5Lexists(file, "/blocks", H5P_DEFAULT) <= 0)
+        return 0;
+    hid_t d = H5Dopen2(file, "/blocks", H5P_DEFAULT);
+    hid_t fs = d >= 0 ? H5Dget_space(d) : -1, bt = block_type();
+    hsize_t n = 0;
+    if (fs >= 0)
+        H5Sget_simple_extent_dims(fs, &n, NULL);
+    struct brow *rows = malloc((n ? n : 1) * sizeof *rows);
+    f->blocks = calloc(n ? n : 1, sizeof *f->blocks);
+    int rc = -1;
+    if (d < 0 || fs < 0 || !rows || !f->blocks ||
+        (n && H5Dread(d, bt, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0)) {
+        fail(why, cap, f->path, "cannot read /blocks");
+        goto out;
+    }
+    for (hsize_t i = 0; i < n; i++) {
+        const struct brow *r = &rows[i];
+        if (r->executor_off + r->executor_len > heap_len ||
+            r->event_off + r->event_len > heap_len ||
+            r->job_off + r->job_len > heap_len)
+            continue;
+        rf_block_t *b = &f->blocks[f->nblocks++];
+        *b = (rf_block_t){.t_ns = r->t_ns,
+                          .block = r->block,
+                          .nodes = r->nodes,
+                          .workers = r->workers};
+        b->executor = heap_read(heap, r->executor_off, r->executor_len);
+        b->event = heap_read(heap, r->event_off, r->event_len);
+        b->job = heap_read(heap, r->job_off, r->job_len);
+        if (!b->executor || !b->event || !b->job) {
+            snprintf(why, cap, "%s: cannot read a /blocks row's strings",
+                     f->path);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(rows);
+    H5Tclose(bt);
+    if (fs >= 0)
+        H5Sclose(fs);
+    if (d >= 0)
+        H5Dclose(d);
+    return rc;
+}
+
 /* Bytes [off, off+len) of the heap, NUL-terminated (malloc'd), or NULL. */
 static char *heap_read(hid_t heap, uint64_t off, uint32_t len)
 {
@@ -274,7 +352,7 @@ int rf_open(rf_file_t *f, const char *path, char *why, size_t cap)
             };
         }
     }
-    rc = 0;
+    rc = read_blocks(f, file, heap, heap_len, why, cap);
 out:
     free(buf);
     free(offs);
@@ -302,6 +380,14 @@ void rf_close(rf_file_t *f)
         free(f->apps[i]);
     for (int i = 0; i < f->nstates; i++)
         free(f->states[i]);
+    for (size_t i = 0; i < f->nblocks; i++) {
+        free(f->blocks[i].executor);
+        free(f->blocks[i].event);
+        free(f->blocks[i].job);
+    }
+    free(f->blocks);
+    f->blocks = NULL;
+    f->nblocks = 0;
     free(f->tasks);
     free(f->apps);
     free(f->config);

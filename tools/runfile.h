@@ -20,6 +20,13 @@ typedef struct rf_task {
     char *error;  /* failed tasks: the error text (NULL otherwise) */
 } rf_task_t;
 
+/* One /blocks row: a block's state change. */
+typedef struct rf_block {
+    int64_t t_ns, block;
+    int32_t nodes, workers;
+    char *executor, *event, *job; /* malloc'd ("" when empty) */
+} rf_block_t;
+
 typedef struct rf_file {
     char path[4096];
     int layout;
@@ -33,6 +40,8 @@ typedef struct rf_file {
     rf_task_t *tasks;
     size_t ntasks;
     size_t unwritten; /* rows whose strings lie past the visible heap */
+    rf_block_t *blocks;
+    size_t nblocks;
 } rf_file_t;
 
 /* Read 'path'.  0, or -1 with a one-line reason in why[0..cap). */
