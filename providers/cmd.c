@@ -174,6 +174,7 @@ int cparsl_cmd_run(const char *const *argv, const char *input, double timeout,
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
+    r->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
     r->status = WIFEXITED(st)     ? WEXITSTATUS(st)
                 : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                   : -1;
@@ -216,8 +217,8 @@ int cparsl_cmd_check(const char *const *argv, const char *input, double timeout,
     }
     one[k < sizeof one ? k : sizeof one - 1] = '\0';
     return cparsl_error_set(err, CPARSL_EEXECUTOR, "'%s' failed (%s %d): %s",
-                            argv[0], r->status > 128 ? "signal" : "exit status",
-                            r->status > 128 ? r->status - 128 : r->status, one);
+                            argv[0], r->signal ? "signal" : "exit status",
+                            r->signal ? r->signal : r->status, one);
 }
 
 /* An unsigned decimal field of the text at *p, at most 'max'; -1 if

@@ -18,6 +18,7 @@
 
 typedef struct cparsl_cmd_result {
     int status;      /* exit status, or 128 + the signal that ended it */
+    int signal;      /* the signal that ended it; 0 when it exited */
     char *out, *err; /* what it printed (NUL-terminated, malloc'd) */
     size_t out_len, err_len;
 } cparsl_cmd_result_t;

@@ -284,6 +284,20 @@ static int pbs_cancel(cparsl_provider_t *p, const char *const *ids, size_t n,
         argv[i + 1] = ids[i];
     cparsl_cmd_result_t r;
     int rc = cparsl_cmd_check(argv, NULL, p->cmd_timeout, &r, err);
+    /* A job that ended meanwhile is "Unknown Job Id": nothing to do. */
+    if (rc < 0 && !r.signal && r.status > 0 && r.err_len) {
+        bool only_gone = true;
+        for (char *line = r.err, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            if (*line && !strstr(line, "Unknown Job Id") &&
+                !strstr(line, "Job has finished"))
+                only_gone = false;
+        }
+        if (only_gone)
+            rc = 0;
+    }
     cparsl_cmd_result_free(&r);
     free(argv);
     return rc;

@@ -87,6 +87,7 @@
  *     buffers.  FI_SHM_DISABLE_CMA=1 forces the copies.  Running as root
  *     needs nothing special.  At most 256 peers per endpoint.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -1033,6 +1034,30 @@ static bool is_shm(const char *prov)
  * ending it, and the fault handlers hide ASan's reports.  What this
  * process had before is put back.
  */
+/*
+ * Debian's libfabric links libpsm_infinipath, whose libinfinipath
+ * installs those handlers from its constructor, before main: every
+ * program linked with cparsl starts with them.  They are put back to the
+ * default here, at load, unless the program replaced them already.
+ */
+__attribute__((constructor)) static void drop_infinipath_handlers(void)
+{
+    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGILL,
+                               SIGABRT, SIGBUS,  SIGSEGV, SIGFPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa;
+        Dl_info info;
+        if (sigaction(sigs[i], NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
+            sa.sa_handler == SIG_IGN)
+            continue;
+        void *fn = (sa.sa_flags & SA_SIGINFO) ? (void *)sa.sa_sigaction
+                                              : (void *)sa.sa_handler;
+        if (dladdr(fn, &info) && info.dli_fname &&
+            strstr(info.dli_fname, "libinfinipath"))
+            signal(sigs[i], SIG_DFL);
+    }
+}
+
 static int getinfo_keep_signals(const char *node, uint64_t flags,
                                 struct fi_info *hints, struct fi_info **info)
 {
