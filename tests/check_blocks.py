@@ -319,6 +319,46 @@ def cancel_job(job):
         subprocess.run(["qdel", job], check=True, env=ENV)
 
 
+def case_scale_simple():
+    """The simple strategy: two blocks under load; once the executor has
+    been idle for max_idletime, both go back at once (min_blocks 0)."""
+    n = 16
+    cfg = config("ss", {"init_blocks": 0, "min_blocks": 0, "max_blocks": 2},
+                 workers=1, strategy="simple")
+    run = Run(cfg, n, 500, 8)
+    rc = run.finish()
+    run.expect_ok(rc, n)
+    ev, _ = read_blocks(run.run_dir, swmr=False)
+    drains = [e["t"] for e in ev if e["event"] == "draining"]
+    if len(drains) != 2 or any(events_of(ev, b)[-1] != "completed"
+                               for b in (1, 2)):
+        fail("simple: both blocks should drain and complete: %r" % ev)
+    if drains[1] - drains[0] > 0.6e9:
+        fail("simple gives idle blocks back together, not %.2f s apart" %
+             ((drains[1] - drains[0]) / 1e9))
+
+
+def case_connect_timeout():
+    """Blocks that run but never connect fail after connect_timeout and
+    are cancelled; with every block like that the executor gives up."""
+    n = 5
+    cfg = config("ct", {"init_blocks": 1, "max_blocks": 1,
+                        "connect_timeout": 2, "block_error_threshold": 2,
+                        "worker_init": "sleep 600"})
+    run = Run(cfg, n, 10, 0, expect="fail")
+    rc = run.finish(timeout=90)
+    if rc != 0 or "no manager joined" not in (run.error or ""):
+        fail("connect_timeout: exit %d, error %r" % (rc, run.error))
+    ev, _ = read_blocks(run.run_dir, swmr=False)
+    for b in (1, 2):
+        e = events_of(ev, b)
+        if "cancel" not in e or "joined" in e:
+            fail("block %d should be cancelled unjoined: %r" % (b, e))
+    left = scheduler_jobs_left()
+    if left:
+        fail("jobs left after finalize: %r" % left)
+
+
 def case_cancel_block():
     n = 30
     cfg = config("cb", {"init_blocks": 1, "max_blocks": 1}, threshold=2)
@@ -503,6 +543,8 @@ def main():
      "block_failure": case_block_failure,
      "walltime_drain": case_walltime_drain,
      "pilot_grows": case_pilot_grows,
+     "scale_simple": case_scale_simple,
+     "connect_timeout": case_connect_timeout,
      "cmd_errors": case_cmd_errors}[CASE]()
     log("%s %s: ok" % (PROVIDER, CASE))
 
