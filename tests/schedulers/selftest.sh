@@ -5,7 +5,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${1:?usage: selftest.sh DIR}
-rm -rf "$dir" && mkdir -p "$dir" && cd "$dir" || exit 1
+rm -rf "$dir" && mkdir -p "$dir" && dir=$(cd "$dir" && pwd) && cd "$dir" || exit 1
 export CPARSL_STANDIN_DIR="$dir/state"
 fails=0
 fail() { echo "selftest: FAIL: $*" >&2; fails=$((fails + 1)); }
