@@ -8,15 +8,18 @@
  * handshake (stranger, admit, reply) and 10,000 round trips of 1 byte to
  * max_msg over shm and over tcp;ofi_rxm; the strangers' quota (trust, forget);
  * malformed input (addresses, names, sizes, options); a joiner killed with
- * SIGKILL; the CPU an idle listener uses; and round-trip latency and message
- * rate.
+ * SIGKILL; the CPU an idle listener uses; round-trip latency and message
+ * rate; and that libfabric is loaded only when an endpoint opens, leaving
+ * every signal's handler as it was.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1097,12 +1100,125 @@ TEST_CASE(perf_tcp)
     perf(TCP);
 }
 
+/* ---- loading ---------------------------------------------------------------
+ * libfabric is opened when the first endpoint is (fabric.c): a program
+ * that never listens or joins does not load it.  Loading it pulls in, on
+ * Debian, libpsm_infinipath, whose constructor installs exit()-calling
+ * handlers for SIGTERM and the fault signals: none of them may stay.
+ * libfabric's shm provider installs its own, which remove its shared
+ * memory and then call the handler that was there before: a SIGTERM
+ * still reaches the program's own handler. */
+
+static int term_pipe = -1;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    char c = 'T';
+    if (write(term_pipe, &c, 1) != 1)
+        _exit(8);
+    _exit(7);
+}
+
+static bool fabric_loaded(void)
+{
+    void *h = dlopen("libfabric.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    if (h)
+        dlclose(h);
+    return h != NULL;
+}
+
+/* The shared object a handler lives in, or "" (SIG_DFL, SIG_IGN). */
+static const char *handler_lib(const struct sigaction *sa)
+{
+    if (sa->sa_handler == SIG_DFL || sa->sa_handler == SIG_IGN)
+        return "";
+    void *fn = (sa->sa_flags & SA_SIGINFO) ? (void *)sa->sa_sigaction
+                                           : (void *)sa->sa_handler;
+    Dl_info di;
+    return dladdr(fn, &di) && di.dli_fname ? di.dli_fname : "?";
+}
+
+static int lazy_kid(void)
+{
+    if (fabric_loaded()) {
+        fprintf(stderr, "libfabric is loaded before any endpoint\n");
+        return 2;
+    }
+    struct sigaction own = {.sa_handler = on_term};
+    sigemptyset(&own.sa_mask);
+    if (sigaction(SIGTERM, &own, NULL) != 0)
+        return 9;
+    bool had[NSIG] = {false};
+    struct sigaction before[NSIG];
+    for (int s = 1; s < NSIG; s++)
+        had[s] = sigaction(s, NULL, &before[s]) == 0;
+
+    const char *provs[2] = {SHM, TCP};
+    cparsl_transport_t *t = listen_on(provs, 2, 4096, 4);
+    if (!fabric_loaded()) {
+        fprintf(stderr, "an endpoint is open, libfabric is not loaded\n");
+        return 3;
+    }
+    int bad = 0;
+    for (int s = 1; s < NSIG; s++) {
+        struct sigaction now;
+        if (!had[s] || sigaction(s, NULL, &now) != 0 ||
+            now.sa_handler == before[s].sa_handler)
+            continue;
+        const char *lib = handler_lib(&now);
+        if (!strstr(lib, "libfabric.so")) {
+            fprintf(stderr, "signal %d (%s): handler now in %s\n", s,
+                    strsignal(s), lib);
+            bad++;
+        }
+    }
+    if (bad)
+        return 4;
+    raise(SIGTERM); /* shm's handler, then ours: exits 7 */
+    t->ops->destroy(t);
+    return 5;
+}
+
+TEST_CASE(lazy_load)
+{
+    CHECK(!fabric_loaded(), "libfabric is loaded before any endpoint");
+    int p[2];
+    REQUIRE(pipe(p) == 0, "pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(p[0]);
+        term_pipe = p[1];
+        alarm(30);
+        _exit(lazy_kid());
+    }
+    close(p[1]);
+    char c = 0;
+    ssize_t n = read(p[0], &c, 1);
+    close(p[0]);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7,
+          "the child ended with %s %d, not 7 from its SIGTERM handler",
+          WIFEXITED(st) ? "exit status" : "signal",
+          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    CHECK(n == 1 && c == 'T', "the program's SIGTERM handler did not run");
+}
+
 static const check_case_t cases[] = {
-    TEST_ENTRY(roundtrip_shm), TEST_ENTRY(roundtrip_tcp),
-    TEST_ENTRY(max_strangers), TEST_ENTRY(bad_input),
-    TEST_ENTRY(killed_shm),    TEST_ENTRY(killed_tcp),
-    TEST_ENTRY(idle),          TEST_ENTRY(perf_shm),
-    TEST_ENTRY(perf_tcp),      {NULL, NULL},
+    TEST_ENTRY(roundtrip_shm),
+    TEST_ENTRY(roundtrip_tcp),
+    TEST_ENTRY(max_strangers),
+    TEST_ENTRY(bad_input),
+    TEST_ENTRY(killed_shm),
+    TEST_ENTRY(killed_tcp),
+    TEST_ENTRY(idle),
+    TEST_ENTRY(perf_shm),
+    TEST_ENTRY(perf_tcp),
+    TEST_ENTRY(lazy_load),
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)

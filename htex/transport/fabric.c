@@ -92,6 +92,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdalign.h>
 #include <stdarg.h>
@@ -245,6 +246,125 @@ struct fab_tr {
     char last_error[CPARSL_ERROR_TEXT];
 };
 
+/*
+ * libfabric is opened with dlopen when the first endpoint is, not linked:
+ * Debian's libfabric.so.1 needs libpsm_infinipath and libpsm2, whose
+ * constructors spend about 200 ms calibrating a clock (pinned to one CPU,
+ * sleeping) and install handlers for SIGINT, SIGTERM and the fault
+ * signals that call exit().  A program that never uses this transport
+ * (the thread pool, the MPI pilot without joiners, the tests) pays for
+ * neither.  The handlers would turn a batch system's SIGTERM landing in
+ * a fork or a malloc into a deadlock and hide ASan's reports, so every
+ * handler that loading libfabric or its providers changes is put back.
+ * Only these five functions are exported; the rest of the API is inline
+ * calls through the objects' ops tables.
+ */
+static struct {
+    int (*getinfo)(uint32_t, const char *, const char *, uint64_t,
+                   const struct fi_info *, struct fi_info **);
+    void (*freeinfo)(struct fi_info *);
+    struct fi_info *(*dupinfo)(const struct fi_info *);
+    int (*fabric)(struct fi_fabric_attr *, struct fid_fabric **, void *);
+    const char *(*strerror)(int);
+} fab;
+static pthread_once_t fab_once = PTHREAD_ONCE_INIT;
+static char fab_why[512]; /* empty once loaded */
+
+#define FAB_LIB "libfabric.so.1"
+
+/* Run fn with every signal's disposition kept as it was before. */
+static void keep_signals(void (*fn)(void *), void *arg)
+{
+    struct sigaction old[NSIG];
+    bool had[NSIG];
+    for (int s = 1; s < NSIG; s++)
+        had[s] =
+            s != SIGKILL && s != SIGSTOP && sigaction(s, NULL, &old[s]) == 0;
+    fn(arg);
+    for (int s = 1; s < NSIG; s++) {
+        struct sigaction now;
+        if (had[s] && sigaction(s, NULL, &now) == 0 &&
+            (now.sa_handler != old[s].sa_handler ||
+             now.sa_flags != old[s].sa_flags))
+            sigaction(s, &old[s], NULL);
+    }
+}
+
+static void fab_dlopen(void *arg)
+{
+    *(void **)arg = dlopen(FAB_LIB, RTLD_NOW | RTLD_LOCAL);
+}
+
+static void fab_load_once(void)
+{
+    void *h = NULL;
+    keep_signals(fab_dlopen, &h);
+    if (!h) {
+        const char *e = dlerror();
+        snprintf(fab_why, sizeof fab_why,
+                 "cannot load " FAB_LIB " (install libfabric1): %s",
+                 e ? e : "unknown error");
+        return;
+    }
+    static const char *const names[] = {
+        "fi_getinfo", "fi_freeinfo", "fi_dupinfo", "fi_fabric", "fi_strerror"};
+    void *fns[5];
+    for (int i = 0; i < 5; i++) {
+        fns[i] = dlsym(h, names[i]);
+        if (!fns[i]) {
+            snprintf(fab_why, sizeof fab_why, FAB_LIB " has no %s", names[i]);
+            return; /* h stays open: unloading providers is not safe */
+        }
+    }
+    /* POSIX allows converting dlsym's result to a function pointer. */
+    memcpy(&fab.getinfo, &fns[0], sizeof fns[0]);
+    memcpy(&fab.freeinfo, &fns[1], sizeof fns[1]);
+    memcpy(&fab.dupinfo, &fns[2], sizeof fns[2]);
+    memcpy(&fab.fabric, &fns[3], sizeof fns[3]);
+    memcpy(&fab.strerror, &fns[4], sizeof fns[4]);
+}
+
+/* 0 once libfabric is loaded; -CPARSL_ETRANSPORT and why otherwise. */
+static int fab_load(cparsl_error_t *err)
+{
+    pthread_once(&fab_once, fab_load_once);
+    if (!fab.strerror) {
+        cparsl_error_set(err, -CPARSL_ETRANSPORT, "%s", fab_why);
+        return -CPARSL_ETRANSPORT;
+    }
+    return 0;
+}
+
+/* Only called once an endpoint exists, so libfabric is loaded. */
+static const char *fab_strerror(int code)
+{
+    return fab.strerror ? fab.strerror(code) : "libfabric not loaded";
+}
+
+struct getinfo_args {
+    const char *node;
+    uint64_t flags;
+    const struct fi_info *hints;
+    struct fi_info **info;
+    int rc;
+};
+
+static void getinfo_call(void *arg)
+{
+    struct getinfo_args *a = arg;
+    a->rc = fab.getinfo(FAB_API, a->node, NULL, a->flags, a->hints, a->info);
+}
+
+/* fi_getinfo loads the providers on its first call: they may install
+ * handlers too. */
+static int getinfo_keep_signals(const char *node, uint64_t flags,
+                                struct fi_info *hints, struct fi_info **info)
+{
+    struct getinfo_args a = {node, flags, hints, info, 0};
+    keep_signals(getinfo_call, &a);
+    return a.rc;
+}
+
 static inline struct fab_tr *tr_of(cparsl_transport_t *t)
 {
     return cparsl_container_of(t, struct fab_tr, base);
@@ -389,7 +509,7 @@ static int post_recvs(struct fab_tr *t, int i, cparsl_error_t *err)
         if (rc) {
             pool_put(t, b);
             return fab_fail(t, err, fab_code(rc), "fi_recv (%s): %s",
-                            prov_of(e), fi_strerror((int)-rc));
+                            prov_of(e), fab_strerror((int)-rc));
         }
         e->nrx++;
     }
@@ -514,7 +634,7 @@ static int flush_peer(struct fab_tr *t, int peer)
             continue;
         t->ntx--;
         if (rc < 0) {
-            tx_error(t, peer, "fi_send", fi_strerror((int)-rc));
+            tx_error(t, peer, "fi_send", fab_strerror((int)-rc));
             pool_put(t, b);
         }
     }
@@ -574,7 +694,7 @@ static void on_cq_error(struct fab_tr *t, int i)
         return;
     t->events++;
     char why[256];
-    snprintf(why, sizeof why, "%s (%s)", fi_strerror(ee.err),
+    snprintf(why, sizeof why, "%s (%s)", fab_strerror(ee.err),
              fi_cq_strerror(e->cq, ee.prov_errno, ee.err_data, NULL, 0));
     struct fbuf *b = ee.op_context ? buf_of_ctx(ee.op_context) : NULL;
     if (b && b->state == FB_RX) {
@@ -614,7 +734,7 @@ static int poll_ep(struct fab_tr *t, int i, cparsl_error_t *err)
         if (n < 0) {
             rc = fab_fail(t, err, -CPARSL_ETRANSPORT,
                           "reading the completion queue (%s): %s", prov_of(e),
-                          fi_strerror((int)-n));
+                          fab_strerror((int)-n));
             break;
         }
         for (ssize_t k = 0; k < n; k++)
@@ -698,7 +818,7 @@ static int fab_send(cparsl_transport_t *tt, int peer, void *buf, size_t len)
                             fab_code(frc) == -EINVAL ? -EINVAL
                                                      : -CPARSL_ETRANSPORT,
                             "fi_send to peer %d (%s): %s", peer,
-                            prov_of(&t->eps[p->ep]), fi_strerror((int)-frc));
+                            prov_of(&t->eps[p->ep]), fab_strerror((int)-frc));
         }
     }
     /* The provider cannot take it yet, or earlier ones wait: queue it
@@ -781,7 +901,7 @@ static void ep_close(struct fab_tr *t, int i)
     if (e->fabric)
         fi_close(&e->fabric->fid);
     if (e->info)
-        fi_freeinfo(e->info);
+        fab.freeinfo(e->info);
     free(e->peer_of);
     memset(e, 0, sizeof *e);
     e->wait_fd = -1;
@@ -1026,59 +1146,15 @@ static bool is_shm(const char *prov)
  * or a negative code with the reason in err (e is then closed).
  */
 
-/*
- * fi_getinfo loads libfabric's providers on its first call, and one of
- * them (psm, through libinfinipath) installs handlers for SIGINT, SIGTERM
- * and the fault signals that call exit(): a SIGTERM from a batch system
- * landing in a fork or a malloc then deadlocks the process instead of
- * ending it, and the fault handlers hide ASan's reports.  What this
- * process had before is put back.
- */
-/*
- * Debian's libfabric links libpsm_infinipath, whose libinfinipath
- * installs those handlers from its constructor, before main: every
- * program linked with cparsl starts with them.  They are put back to the
- * default here, at load, unless the program replaced them already.
- */
-__attribute__((constructor)) static void drop_infinipath_handlers(void)
-{
-    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGILL,
-                               SIGABRT, SIGBUS,  SIGSEGV, SIGFPE};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        struct sigaction sa;
-        Dl_info info;
-        if (sigaction(sigs[i], NULL, &sa) != 0 || sa.sa_handler == SIG_DFL ||
-            sa.sa_handler == SIG_IGN)
-            continue;
-        void *fn = (sa.sa_flags & SA_SIGINFO) ? (void *)sa.sa_sigaction
-                                              : (void *)sa.sa_handler;
-        if (dladdr(fn, &info) && info.dli_fname &&
-            strstr(info.dli_fname, "libinfinipath"))
-            signal(sigs[i], SIG_DFL);
-    }
-}
-
-static int getinfo_keep_signals(const char *node, uint64_t flags,
-                                struct fi_info *hints, struct fi_info **info)
-{
-    static const int sigs[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT, SIGILL,
-                               SIGABRT, SIGBUS,  SIGSEGV, SIGFPE};
-    enum { NS = sizeof sigs / sizeof sigs[0] };
-    struct sigaction old[NS];
-    for (int i = 0; i < NS; i++)
-        sigaction(sigs[i], NULL, &old[i]);
-    int rc = fi_getinfo(FAB_API, node, NULL, flags, hints, info);
-    for (int i = 0; i < NS; i++)
-        sigaction(sigs[i], &old[i], NULL);
-    return rc;
-}
-
 static int ep_open(struct fab_tr *t, int i, const char *prov,
                    const char *fabric, const char *node,
                    const struct fab_cfg *c, cparsl_error_t *err)
 {
     struct fab_ep *e = &t->eps[i];
-    struct fi_info *hints = fi_allocinfo();
+    int lrc = fab_load(err);
+    if (lrc < 0)
+        return lrc;
+    struct fi_info *hints = fab.dupinfo(NULL); /* fi_allocinfo() */
     if (!hints)
         return fab_fail(NULL, err, -ENOMEM, "no memory");
     hints->ep_attr->type = FI_EP_RDM;
@@ -1096,7 +1172,7 @@ static int ep_open(struct fab_tr *t, int i, const char *prov,
         hints->fabric_attr->name = strdup(fabric);
     if (!hints->fabric_attr->prov_name ||
         (fabric && !hints->fabric_attr->name)) {
-        fi_freeinfo(hints);
+        fab.freeinfo(hints);
         return fab_fail(NULL, err, -ENOMEM, "no memory");
     }
     struct fi_info *info = NULL;
@@ -1107,16 +1183,16 @@ static int ep_open(struct fab_tr *t, int i, const char *prov,
         hints->fabric_attr->name = NULL;
         rc = getinfo_keep_signals(node, node ? FI_SOURCE : 0, hints, &info);
     }
-    fi_freeinfo(hints);
+    fab.freeinfo(hints);
     if (rc)
         return fab_fail(
             NULL, err, fab_code(rc), "provider '%s'%s%s: fi_getinfo: %s", prov,
-            node ? " bound to " : "", node ? node : "", fi_strerror(-rc));
+            node ? " bound to " : "", node ? node : "", fab_strerror(-rc));
     /* Keep only the first match (the list's rest would leak into e). */
     if (info->next) {
         struct fi_info *rest = info->next;
         info->next = NULL;
-        fi_freeinfo(rest);
+        fab.freeinfo(rest);
     }
     e->info = info;
     const char *bad = NULL; /* our own reason to refuse it */
@@ -1132,7 +1208,7 @@ static int ep_open(struct fab_tr *t, int i, const char *prov,
         return -EINVAL;
     }
     const char *what;
-    if ((rc = fi_fabric(info->fabric_attr, &e->fabric, NULL))) {
+    if ((rc = fab.fabric(info->fabric_attr, &e->fabric, NULL))) {
         what = "fi_fabric";
         goto fail;
     }
@@ -1205,7 +1281,7 @@ static int ep_open(struct fab_tr *t, int i, const char *prov,
 
 fail:
     fab_fail(NULL, err, fab_code(rc), "provider '%s' (fabric %s): %s: %s", prov,
-             info->fabric_attr->name, what, fi_strerror(-rc));
+             info->fabric_attr->name, what, fab_strerror(-rc));
     ep_close(t, i);
     return fab_code(rc);
 }
@@ -1441,7 +1517,8 @@ static int insert_peer(struct fab_tr *t, int i, const unsigned char *name,
         peer_release(t, n);
         return fab_fail(t, err, rc == -FI_ENOMEM ? -ENOSPC : -EINVAL,
                         "%s refuses the endpoint name (fi_av_insert: %s)",
-                        prov_of(e), rc < 0 ? fi_strerror(-rc) : "not inserted");
+                        prov_of(e),
+                        rc < 0 ? fab_strerror(-rc) : "not inserted");
     }
     if ((rc = map_addr(e, a, n)) < 0) {
         fi_av_remove(e->av, &a, 1, 0);
