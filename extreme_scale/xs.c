@@ -948,15 +948,9 @@ static int xs_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct xs *x = cparsl_container_of(ex, struct xs, base);
-    char why[CPARSL_ERROR_TEXT];
-    if (x->blocks && cparsl_blocks_bad(x->blocks, why, sizeof why)) {
-        /* Its blocks kept failing and no rank serves: nothing can run. */
-        for (size_t i = 0; i < n; i++) {
-            cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
-            cparsl_exec_complete(batch[i]);
-        }
+    /* Its blocks kept failing and no rank serves: nothing can run. */
+    if (cparsl_blocks_refuse(x->blocks, batch, n))
         return 0;
-    }
     pthread_mutex_lock(&x->ix_mu);
     int rc = x->ix ? htex_ix_submit(x->ix, batch, n) : -CPARSL_ESHUTDOWN;
     pthread_mutex_unlock(&x->ix_mu);

@@ -545,15 +545,9 @@ static int hx_submit(cparsl_executor_t *ex, cparsl_exec_t *const *batch,
                      size_t n)
 {
     struct htexec *h = cparsl_container_of(ex, struct htexec, base);
-    char why[CPARSL_ERROR_TEXT];
-    if (h->blocks && cparsl_blocks_bad(h->blocks, why, sizeof why)) {
-        /* Its blocks kept failing (providers/blocks.c): nothing can run. */
-        for (size_t i = 0; i < n; i++) {
-            cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
-            cparsl_exec_complete(batch[i]);
-        }
+    /* Its blocks kept failing (providers/blocks.c): nothing can run. */
+    if (cparsl_blocks_refuse(h->blocks, batch, n))
         return 0;
-    }
     return htex_ix_submit(h->ix, batch, n);
 }
 

@@ -677,6 +677,19 @@ bool cparsl_blocks_bad(cparsl_blocks_t *b, char *why, size_t cap)
     return bad;
 }
 
+bool cparsl_blocks_refuse(cparsl_blocks_t *b, cparsl_exec_t *const *batch,
+                          size_t n)
+{
+    char why[CPARSL_ERROR_TEXT];
+    if (!b || !cparsl_blocks_bad(b, why, sizeof why))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
+        cparsl_exec_complete(batch[i]);
+    }
+    return true;
+}
+
 void cparsl_blocks_halt(cparsl_blocks_t *b)
 {
     if (!b->started)

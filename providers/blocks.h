@@ -85,6 +85,11 @@ void cparsl_blocks_scale_in(cparsl_blocks_t *b, unsigned n);
 size_t cparsl_blocks_active(cparsl_blocks_t *b);
 /* Whether the executor was marked bad (the reason in why). */
 bool cparsl_blocks_bad(cparsl_blocks_t *b, char *why, size_t cap);
+/* For an executor's submit: when b (may be NULL) was marked bad, fail and
+ * complete every try of the batch with the reason, and return true. */
+struct cparsl_exec;
+bool cparsl_blocks_refuse(cparsl_blocks_t *b, struct cparsl_exec *const *batch,
+                          size_t n);
 /* Stop the strategy thread (no block is asked for after it returns). */
 void cparsl_blocks_halt(cparsl_blocks_t *b);
 /* Cancel every block not yet ended and record the final states (waits

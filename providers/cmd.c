@@ -277,3 +277,19 @@ long cparsl_walltime_parse(const char *text)
         return -1;
     return days * 86400 + s;
 }
+
+int cparsl_cmd_check_ids(const char *cmd, const char *const *ids, size_t n,
+                         double timeout, cparsl_cmd_result_t *r,
+                         cparsl_error_t *err)
+{
+    memset(r, 0, sizeof *r);
+    const char **argv = calloc(n + 2, sizeof *argv);
+    if (!argv)
+        return cparsl_error_set(err, -ENOMEM, "out of memory");
+    argv[0] = cmd;
+    for (size_t i = 0; i < n; i++)
+        argv[i + 1] = ids[i];
+    int rc = cparsl_cmd_check(argv, NULL, timeout, r, err);
+    free(argv);
+    return rc;
+}

@@ -39,6 +39,11 @@ int cparsl_cmd_run(const char *const *argv, const char *input, double timeout,
 int cparsl_cmd_check(const char *const *argv, const char *input, double timeout,
                      cparsl_cmd_result_t *r, cparsl_error_t *err);
 
+/* cparsl_cmd_check of "cmd id1 id2 ...", as qdel and scancel are run. */
+int cparsl_cmd_check_ids(const char *cmd, const char *const *ids, size_t n,
+                         double timeout, cparsl_cmd_result_t *r,
+                         cparsl_error_t *err);
+
 void cparsl_cmd_result_free(cparsl_cmd_result_t *r);
 
 /*

@@ -112,6 +112,19 @@ static int opt_string(const cparsl_cnode_t *node, const char *key, char **out,
     return 0;
 }
 
+/* What the launcher is given for this provider's blocks. */
+static cparsl_launch_spec_t launch_spec(const cparsl_provider_t *p,
+                                        const char *const *argv)
+{
+    return (cparsl_launch_spec_t){
+        .argv = argv,
+        .nodes_per_block = p->nodes_per_block,
+        .tasks_per_node = p->tasks_per_node,
+        .overrides = p->launcher_overrides,
+        .prefix = p->launcher_prefix,
+    };
+}
+
 static int read_launcher(cparsl_provider_t *p, const cparsl_cnode_t *node,
                          cparsl_error_t *err)
 {
@@ -138,13 +151,7 @@ static int read_launcher(cparsl_provider_t *p, const cparsl_cnode_t *node,
     p->tasks_per_node = (int)tpn;
     /* Check the name and the spec now, not when the first block goes. */
     const char *argv[] = {"true", NULL};
-    cparsl_launch_spec_t spec = {
-        .argv = argv,
-        .nodes_per_block = p->nodes_per_block,
-        .tasks_per_node = p->tasks_per_node,
-        .overrides = p->launcher_overrides,
-        .prefix = p->launcher_prefix,
-    };
+    cparsl_launch_spec_t spec = launch_spec(p, argv);
     char *text = NULL;
     cparsl_error_t e2;
     if ((rc = cparsl_launcher_build(name, &spec, &text, &e2)) < 0)
@@ -305,13 +312,7 @@ int cparsl_provider_write_script(const cparsl_provider_t *p,
                                  const char *const *env,
                                  const char *const *argv, cparsl_error_t *err)
 {
-    cparsl_launch_spec_t spec = {
-        .argv = argv,
-        .nodes_per_block = p->nodes_per_block,
-        .tasks_per_node = p->tasks_per_node,
-        .overrides = p->launcher_overrides,
-        .prefix = p->launcher_prefix,
-    };
+    cparsl_launch_spec_t spec = launch_spec(p, argv);
     char *launch = NULL;
     int rc = cparsl_launcher_build(p->launcher, &spec, &launch, err);
     if (rc < 0)

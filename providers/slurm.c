@@ -173,16 +173,9 @@ out:
 static int slurm_cancel(cparsl_provider_t *p, const char *const *ids, size_t n,
                         cparsl_error_t *err)
 {
-    const char **argv = calloc(n + 2, sizeof *argv);
-    if (!argv)
-        return cparsl_error_set(err, -ENOMEM, "out of memory");
-    argv[0] = "scancel";
-    for (size_t i = 0; i < n; i++)
-        argv[i + 1] = ids[i];
     cparsl_cmd_result_t r;
-    int rc = cparsl_cmd_check(argv, NULL, p->cmd_timeout, &r, err);
+    int rc = cparsl_cmd_check_ids("scancel", ids, n, p->cmd_timeout, &r, err);
     cparsl_cmd_result_free(&r);
-    free(argv);
     return rc;
 }
 
