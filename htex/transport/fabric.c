@@ -252,12 +252,13 @@ struct fab_tr {
  * constructors spend about 200 ms calibrating a clock (pinned to one CPU,
  * sleeping) and install handlers for SIGINT, SIGTERM and the fault
  * signals that call exit().  A program that never uses this transport
- * (the thread pool, the MPI pilot without joiners, the tests) pays for
- * neither.  The handlers would turn a batch system's SIGTERM landing in
- * a fork or a malloc into a deadlock and hide ASan's reports, so every
- * handler that loading libfabric or its providers changes is put back.
- * Only these five functions are exported; the rest of the API is inline
- * calls through the objects' ops tables.
+ * (the thread pool, the core's tests) pays for neither; Debian's Open MPI
+ * loads the same libraries at MPI_Init through its own components.  The
+ * handlers would turn a batch system's SIGTERM landing in a fork or a malloc
+ * into a deadlock and hide ASan's reports, so every handler that loading
+ * libfabric or its providers changes is put back. Only these five functions are
+ * exported; the rest of the API is inline calls through the objects' ops
+ * tables.
  */
 static struct {
     int (*getinfo)(uint32_t, const char *, const char *, uint64_t,
