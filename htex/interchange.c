@@ -1185,6 +1185,15 @@ static int submit_driven(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
     return 0;
 }
 
+/* Wake the loop's thread from its eventfd wait.  A full counter means it
+ * is awake anyway. */
+static void wake(htex_ix_t *ix)
+{
+    uint64_t one = 1;
+    if (write(ix->efd, &one, sizeof one) < 0)
+        (void)0;
+}
+
 int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
 {
     if (ix->driven)
@@ -1213,11 +1222,8 @@ int htex_ix_submit(htex_ix_t *ix, cparsl_exec_t *const *batch, size_t n)
     atomic_fetch_add(&ix->outstanding, n);
     atomic_store_explicit(&ix->has_inbox, true, memory_order_release);
     pthread_mutex_unlock(&ix->mu);
-    if (atomic_load(&ix->sleeping)) {
-        uint64_t one = 1;
-        if (write(ix->efd, &one, sizeof one) < 0)
-            (void)0; /* the counter is full: it is awake anyway */
-    }
+    if (atomic_load(&ix->sleeping))
+        wake(ix);
     return 0;
 }
 
@@ -1327,16 +1333,7 @@ void htex_ix_drain(htex_ix_t *ix, size_t n)
     pthread_mutex_lock(&ix->mu);
     ix->drain_req += n;
     pthread_mutex_unlock(&ix->mu);
-    uint64_t one = 1;
-    if (write(ix->efd, &one, sizeof one) < 0)
-        (void)0;
-}
-
-static void wake(htex_ix_t *ix)
-{
-    uint64_t one = 1;
-    if (write(ix->efd, &one, sizeof one) < 0)
-        (void)0;
+    wake(ix);
 }
 
 int htex_ix_drain_block(htex_ix_t *ix, const char *block)
@@ -1415,9 +1412,7 @@ void htex_ix_begin_shutdown(htex_ix_t *ix)
     pthread_mutex_lock(&ix->mu);
     ix->stop_req = true;
     pthread_mutex_unlock(&ix->mu);
-    uint64_t one = 1;
-    if (write(ix->efd, &one, sizeof one) < 0)
-        (void)0;
+    wake(ix);
 }
 
 int htex_ix_shutdown(htex_ix_t *ix, double timeout, cparsl_error_t *err)
