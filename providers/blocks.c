@@ -398,6 +398,141 @@ static unsigned look_at_managers(cparsl_blocks_t *b, bool *ok)
     return other;
 }
 
+/* Blocks not ended and not draining. */
+static size_t count_active(const cparsl_blocks_t *b)
+{
+    size_t active = 0;
+    for (size_t i = 0; i < b->n; i++)
+        active += !b->blocks[i].ended && !b->blocks[i].draining;
+    return active;
+}
+
+/* The block error handler: after block_error_threshold failures in a row,
+ * stop asking for blocks if other workers serve, or else give up (cancel
+ * every block, fail what waits).  Returns whether the executor is bad. */
+static bool handle_failures(cparsl_blocks_t *b, bool bad, bool ok,
+                            unsigned other)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < b->n; i++)
+        live += !b->blocks[i].ended && b->blocks[i].live;
+    bool give_up = !bad && ok && b->p->block_error_threshold > 0 &&
+                   b->failures >= b->p->block_error_threshold;
+    if (!give_up)
+        return bad;
+    if (live || other) {
+        /* Workers of the executor's own still serve: no more blocks,
+         * but nothing fails. */
+        if (!b->no_more) {
+            b->no_more = true;
+            CPARSL_LOG(CPARSL_LOG_ERROR, "blocks",
+                       "%s: no more blocks are asked for: %d in a row "
+                       "failed (the last: %s); the run goes on with the "
+                       "workers it has",
+                       b->label, b->failures, b->last_failure);
+        }
+        return bad;
+    }
+    char why[CPARSL_ERROR_TEXT];
+    snprintf(why, sizeof why,
+             "executor '%.40s' gave up: %d blocks in a row failed; the "
+             "last: %.380s",
+             b->label, b->failures, b->last_failure);
+    CPARSL_LOG(CPARSL_LOG_ERROR, "blocks", "%s", why);
+    pthread_mutex_lock(&b->mu);
+    b->bad = true;
+    snprintf(b->why, sizeof b->why, "%s", why);
+    pthread_mutex_unlock(&b->mu);
+    for (size_t i = 0; i < b->n; i++)
+        cancel_block(b, &b->blocks[i], "the executor gave up");
+    b->h.fail_waiting(b->h.arg, why);
+    return true;
+}
+
+/* Ask for blocks: init_blocks on the first turn, scale_out requests,
+ * min_blocks, and (unless strategy none) enough for the outstanding tasks
+ * times parallelism; never past max_blocks.  Returns the active count. */
+static size_t scale_out(cparsl_blocks_t *b, size_t active, unsigned want_out,
+                        size_t outstanding, unsigned other, bool ok, size_t spb)
+{
+    const cparsl_provider_t *p = b->p;
+    size_t add = b->first_turn ? (size_t)p->init_blocks : 0;
+    add += want_out;
+    if (active + add < (size_t)p->min_blocks)
+        add = (size_t)p->min_blocks - active;
+    if (b->strategy != CPARSL_STRATEGY_NONE && ok && outstanding) {
+        size_t need = (size_t)ceil((double)outstanding * p->parallelism);
+        size_t have = other + (active + add) * spb;
+        if (need > have) {
+            size_t more = (need - have + spb - 1) / spb;
+            if (more > add)
+                add = more;
+        }
+    }
+    size_t max = (size_t)p->max_blocks;
+    if (active + add > max)
+        add = max > active ? max - active : 0;
+    for (size_t i = 0; i < add; i++)
+        submit_one(b);
+    return active + add;
+}
+
+/* scale_in(n): blocks not joined yet go first, then blocks holding no
+ * task.  Returns the active count. */
+static size_t give_back(cparsl_blocks_t *b, size_t active, unsigned want_in)
+{
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < b->n && want_in && active > 0; i++) {
+            struct block *k = &b->blocks[i];
+            if (k->ended || k->draining ||
+                (pass == 0 ? k->joined : k->held != 0))
+                continue;
+            release_block(b, k, "scale_in");
+            active--;
+            want_in--;
+        }
+    return active;
+}
+
+/* Give back idle blocks, down to min_blocks.  simple: all of them once
+ * the executor has been idle max_idletime.  htex_auto_scale: each block
+ * idle past max_idletime, as long as the slots left cover the tasks. */
+static void scale_in_idle(cparsl_blocks_t *b, size_t active, size_t outstanding,
+                          unsigned other, size_t spb, int64_t now)
+{
+    const cparsl_provider_t *p = b->p;
+    size_t min = (size_t)p->min_blocks;
+    double idle = b->idle_since ? secs(now - b->idle_since) : 0;
+    if (b->strategy == CPARSL_STRATEGY_SIMPLE) {
+        if (idle < b->max_idletime)
+            return;
+        for (size_t i = 0; i < b->n && active > min; i++) {
+            struct block *k = &b->blocks[i];
+            if (!k->ended && !k->draining) {
+                release_block(b, k, "the executor is idle");
+                active--;
+            }
+        }
+        return;
+    }
+    size_t need = (size_t)ceil((double)outstanding * p->parallelism);
+    size_t have = other + active * spb;
+    for (size_t i = 0; i < b->n && active > min; i++) {
+        struct block *k = &b->blocks[i];
+        if (k->ended || k->draining || have < need + spb)
+            continue;
+        bool idle_block =
+            k->joined ? k->live && k->held == 0 && k->idle_s >= b->max_idletime
+                      : idle >= b->max_idletime;
+        if (idle_block) {
+            release_block(b, k,
+                          k->joined ? "idle past max_idletime" : "not needed");
+            active--;
+            have -= spb;
+        }
+    }
+}
+
 static void turn(cparsl_blocks_t *b)
 {
     pthread_mutex_lock(&b->mu);
@@ -416,121 +551,17 @@ static void turn(cparsl_blocks_t *b)
     else if (!b->idle_since)
         b->idle_since = now;
 
-    /* The block error handler. */
-    size_t live = 0;
-    for (size_t i = 0; i < b->n; i++)
-        live += !b->blocks[i].ended && b->blocks[i].live;
-    bool give_up = !bad && ok && b->p->block_error_threshold > 0 &&
-                   b->failures >= b->p->block_error_threshold;
-    if (give_up && (live || other)) {
-        /* Workers of the executor's own still serve: no more blocks,
-         * but nothing fails. */
-        if (!b->no_more) {
-            b->no_more = true;
-            CPARSL_LOG(CPARSL_LOG_ERROR, "blocks",
-                       "%s: no more blocks are asked for: %d in a row "
-                       "failed (the last: %s); the run goes on with the "
-                       "workers it has",
-                       b->label, b->failures, b->last_failure);
-        }
-    } else if (give_up) {
-        char why[CPARSL_ERROR_TEXT];
-        snprintf(why, sizeof why,
-                 "executor '%.40s' gave up: %d blocks in a row failed; the "
-                 "last: %.380s",
-                 b->label, b->failures, b->last_failure);
-        CPARSL_LOG(CPARSL_LOG_ERROR, "blocks", "%s", why);
-        pthread_mutex_lock(&b->mu);
-        b->bad = bad = true;
-        snprintf(b->why, sizeof b->why, "%s", why);
-        pthread_mutex_unlock(&b->mu);
-        for (size_t i = 0; i < b->n; i++)
-            cancel_block(b, &b->blocks[i], "the executor gave up");
-        b->h.fail_waiting(b->h.arg, why);
-    }
-
-    size_t active = 0;
-    for (size_t i = 0; i < b->n; i++)
-        active += !b->blocks[i].ended && !b->blocks[i].draining;
+    bad = handle_failures(b, bad, ok, other);
     const cparsl_provider_t *p = b->p;
     size_t spb = (size_t)p->nodes_per_block * (size_t)p->tasks_per_node *
                  (size_t)b->workers;
-    size_t max = (size_t)p->max_blocks;
-    if (!bad && !b->no_more) {
-        size_t add = 0;
-        if (b->first_turn)
-            add = (size_t)p->init_blocks;
-        add += want_out;
-        if (active + add < (size_t)p->min_blocks)
-            add = (size_t)p->min_blocks - active;
-        if (b->strategy != CPARSL_STRATEGY_NONE && ok && outstanding) {
-            size_t need = (size_t)ceil((double)outstanding * p->parallelism);
-            size_t have = other + (active + add) * spb;
-            if (need > have) {
-                size_t more = (need - have + spb - 1) / spb;
-                if (more > add)
-                    add = more;
-            }
-        }
-        if (active + add > max)
-            add = max > active ? max - active : 0;
-        for (size_t i = 0; i < add; i++)
-            submit_one(b);
-        active += add;
-    }
+    size_t active = count_active(b);
+    if (!bad && !b->no_more)
+        active = scale_out(b, active, want_out, outstanding, other, ok, spb);
     b->first_turn = false;
-
-    /* Giving back: asked for, or idle. */
-    size_t min = (size_t)p->min_blocks;
-    for (size_t i = 0; i < b->n && want_in && active > 0; i++) {
-        struct block *k = &b->blocks[i];
-        if (!k->ended && !k->draining && !k->joined) { /* pending first */
-            release_block(b, k, "scale_in");
-            active--;
-            want_in--;
-        }
-    }
-    for (size_t i = 0; i < b->n && want_in && active > 0; i++) {
-        struct block *k = &b->blocks[i];
-        if (!k->ended && !k->draining && k->held == 0) {
-            release_block(b, k, "scale_in");
-            active--;
-            want_in--;
-        }
-    }
-    if (b->strategy == CPARSL_STRATEGY_NONE || !ok)
-        return;
-    double idle = b->idle_since ? secs(now - b->idle_since) : 0;
-    if (b->strategy == CPARSL_STRATEGY_SIMPLE) {
-        if (idle < b->max_idletime)
-            return;
-        for (size_t i = 0; i < b->n && active > min; i++) {
-            struct block *k = &b->blocks[i];
-            if (!k->ended && !k->draining) {
-                release_block(b, k, "the executor is idle");
-                active--;
-            }
-        }
-        return;
-    }
-    /* htex_auto_scale: each block idle past max_idletime goes, as long
-     * as the slots left cover the tasks. */
-    size_t need = (size_t)ceil((double)outstanding * p->parallelism);
-    size_t have = other + active * spb;
-    for (size_t i = 0; i < b->n && active > min; i++) {
-        struct block *k = &b->blocks[i];
-        if (k->ended || k->draining || have < need + spb)
-            continue;
-        bool idle_block =
-            k->joined ? k->live && k->held == 0 && k->idle_s >= b->max_idletime
-                      : idle >= b->max_idletime;
-        if (idle_block) {
-            release_block(b, k,
-                          k->joined ? "idle past max_idletime" : "not needed");
-            active--;
-            have -= spb;
-        }
-    }
+    active = give_back(b, active, want_in);
+    if (b->strategy != CPARSL_STRATEGY_NONE && ok)
+        scale_in_idle(b, active, outstanding, other, spb, now);
 }
 
 static void *strategy_main(void *arg)
