@@ -229,18 +229,18 @@ static char **own_argv(void)
     return v;
 }
 
-/* A manager's CPARSL_HTEX_* settings (docs/htex.md), malloc'd. */
+/* A manager's CPARSL_HTEX_* settings (docs/htex.md), malloc'd into own. */
 enum { NSETTINGS = 6 };
-static int manager_settings(const struct htexec *h, double idletime,
-                            char *own[NSETTINGS])
+static int join_settings(char *own[NSETTINGS], const char *addr_path,
+                         long long workers, bool isolation, double threshold,
+                         double heartbeat, double idletime)
 {
-    int bad = asprintf(&own[0], "CPARSL_HTEX_JOIN=%s", h->addr_path) < 0;
-    bad |= asprintf(&own[1], "CPARSL_HTEX_WORKERS=%lld",
-                    (long long)h->workers) < 0;
+    int bad = asprintf(&own[0], "CPARSL_HTEX_JOIN=%s", addr_path) < 0;
+    bad |= asprintf(&own[1], "CPARSL_HTEX_WORKERS=%lld", workers) < 0;
     bad |= asprintf(&own[2], "CPARSL_HTEX_ISOLATION=%s",
-                    h->isolation ? "process" : "none") < 0;
-    bad |= asprintf(&own[3], "CPARSL_HTEX_THRESHOLD=%g", h->hb_threshold) < 0;
-    bad |= asprintf(&own[4], "CPARSL_HTEX_HEARTBEAT=%g", h->hb_period) < 0;
+                    isolation ? "process" : "none") < 0;
+    bad |= asprintf(&own[3], "CPARSL_HTEX_THRESHOLD=%g", threshold) < 0;
+    bad |= asprintf(&own[4], "CPARSL_HTEX_HEARTBEAT=%g", heartbeat) < 0;
     bad |= asprintf(&own[5], "CPARSL_HTEX_MAX_IDLETIME=%g", idletime) < 0;
     if (bad) {
         for (int i = 0; i < NSETTINGS; i++) {
@@ -268,7 +268,8 @@ static char **manager_env(const struct htexec *h)
     double idle = h->bc.provider || h->blocks
                       ? (h->idletime_given ? h->max_idletime : 0)
                       : h->max_idletime;
-    if (manager_settings(h, idle, env) < 0) {
+    if (join_settings(env, h->addr_path, (long long)h->workers, h->isolation,
+                      h->hb_threshold, h->hb_period, idle) < 0) {
         free(env);
         return NULL;
     }
@@ -442,18 +443,10 @@ int htex_blocks_start(htex_ix_t *ix, htex_blocks_cfg_t *c,
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     char **argv = own_argv();
     char *env[NSETTINGS + 1] = {NULL};
-    int bad = n <= 0 || !argv || !getcwd(cwd, sizeof cwd);
-    if (!bad) {
-        bad |= asprintf(&env[0], "CPARSL_HTEX_JOIN=%s", c->addr_path) < 0;
-        bad |= asprintf(&env[1], "CPARSL_HTEX_WORKERS=%d", c->workers) < 0;
-        bad |= asprintf(&env[2], "CPARSL_HTEX_ISOLATION=%s",
-                        c->isolation ? "process" : "none") < 0;
-        bad |=
-            asprintf(&env[3], "CPARSL_HTEX_THRESHOLD=%g", c->hb_threshold) < 0;
-        bad |= asprintf(&env[4], "CPARSL_HTEX_HEARTBEAT=%g", c->hb_period) < 0;
-        /* The strategy decides when a block goes. */
-        bad |= asprintf(&env[5], "CPARSL_HTEX_MAX_IDLETIME=0") < 0;
-    }
+    /* The strategy decides when a block goes: no max_idletime. */
+    int bad = n <= 0 || !argv || !getcwd(cwd, sizeof cwd) ||
+              join_settings(env, c->addr_path, c->workers, c->isolation,
+                            c->hb_threshold, c->hb_period, 0) < 0;
     int rc = 0;
     if (bad) {
         rc = cparsl_error_set(err, -ENOENT,

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ struct cparsl_blocks {
     pthread_cond_t cv;
     bool stop, kicked;
     unsigned want_out, want_in;
-    bool bad;
+    _Atomic bool bad; /* set under mu; read without it on submit */
     char why[CPARSL_ERROR_TEXT];
     size_t nactive;
 
@@ -712,7 +713,9 @@ bool cparsl_blocks_refuse(cparsl_blocks_t *b, cparsl_exec_t *const *batch,
                           size_t n)
 {
     char why[CPARSL_ERROR_TEXT];
-    if (!b || !cparsl_blocks_bad(b, why, sizeof why))
+    /* Every submit comes here: no lock until the executor is bad. */
+    if (!b || !atomic_load_explicit(&b->bad, memory_order_relaxed) ||
+        !cparsl_blocks_bad(b, why, sizeof why))
         return false;
     for (size_t i = 0; i < n; i++) {
         cparsl_exec_fail(batch[i], CPARSL_EEXECUTOR, "%s", why);
