@@ -614,6 +614,17 @@ static void drop_ix(struct xs *x)
     htex_ix_destroy(ix);
 }
 
+/* Cancel the provider's blocks still alive (waiting up to timeout s for
+ * their final states) and free them. */
+static void end_blocks(struct xs *x, double timeout)
+{
+    if (!x->blocks)
+        return;
+    cparsl_blocks_stop(x->blocks, timeout);
+    cparsl_blocks_destroy(x->blocks);
+    x->blocks = NULL;
+}
+
 /* Rank 0: MPI, the transport and the interchange. */
 static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
 {
@@ -727,11 +738,7 @@ static int xs_start(cparsl_executor_t *ex, cparsl_error_t *err)
 out:
     layout_free(&L);
     if (rc < 0) {
-        if (x->blocks) {
-            cparsl_blocks_stop(x->blocks, 5);
-            cparsl_blocks_destroy(x->blocks);
-            x->blocks = NULL;
-        }
+        end_blocks(x, 5);
         if (x->ix) {
             cparsl_error_t e2;
             if (htex_ix_shutdown(x->ix, 5, &e2) == 0)
@@ -1017,11 +1024,7 @@ static int xs_shutdown(cparsl_executor_t *ex, cparsl_error_t *err)
         if (rc == 0)
             drop_ix(x);
     }
-    if (x->blocks) {
-        cparsl_blocks_stop(x->blocks, 10);
-        cparsl_blocks_destroy(x->blocks);
-        x->blocks = NULL;
-    }
+    end_blocks(x, 10);
     if (rc == 0 && x->mux) {
         x->mux->ops->destroy(x->mux);
         x->mux = NULL;
